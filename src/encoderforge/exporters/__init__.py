@@ -1,0 +1,133 @@
+"""Exporters: the only package that imports torch and transformers.
+
+`export(ExportConfig(...))` loads the reference model for one (family, task head), traces it to ONNX with
+dynamic axes, validates it against PyTorch on real tokenized text and writes the artifact atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import onnx
+
+from encoderforge import __version__
+from encoderforge.artifact import Artifact, staging, write_manifest
+from encoderforge.exporters.onnx_export import EXTERNAL_DATA_THRESHOLD, MODEL_FILE, MIN_OPSET
+
+log = logging.getLogger(__name__)
+
+# Which tokenizers.Encoding field feeds each graph input.
+FEEDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    model: str  # hub id or local directory
+    task: str  # pipeline name or alias
+    output: Path
+    exporter: Literal["auto", "torchscript", "dynamo"] = "auto"  # auto: the family's validated choice
+    opset: int = MIN_OPSET
+    tolerance: float | None = None  # None: the family's fp32 default (1e-4)
+    force: bool = False
+    trust_remote_code: bool = False
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+    import tokenizers
+    import torch
+    import transformers
+
+    return {
+        "encoderforge": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+        "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _value_table(values: Any) -> list[dict[str, Any]]:
+    table = []
+    for value in values:
+        tensor = value.type.tensor_type
+        axes = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+        table.append({"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                      "axes": axes})
+    return table
+
+
+def _copy_sentence_transformers_config(source: str, stage: Path) -> dict[str, Any] | None:
+    """Keep sentence-transformers' pooling (1_Pooling/config.json) and normalization for embeddings."""
+    root = Path(source)
+    pooling = root / "1_Pooling" / "config.json"
+    if not pooling.is_file():
+        return None
+    (stage / "1_Pooling").mkdir()
+    shutil.copy(pooling, stage / "1_Pooling" / "config.json")
+    modules = json.loads((root / "modules.json").read_text()) if (root / "modules.json").is_file() else []
+    normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
+    settings = json.loads(pooling.read_text())
+    mode = next((k[len("pooling_mode_"):] for k, v in settings.items() if k.startswith("pooling_mode_") and v), None)
+    mode = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}.get(mode or "", mode)
+    return {"pooling": mode, "normalize": normalize, "source": "1_Pooling/config.json"}
+
+
+def export(config: ExportConfig) -> Artifact:
+    """Export, validate and write one artifact; raise an EncoderForgeError subclass on any failure."""
+    from encoderforge.exporters.loading import load_reference
+    from encoderforge.exporters.onnx_export import head_module, trace
+    from encoderforge.exporters.samples import validation_cases
+    from encoderforge.exporters.tokenizer import save_tokenizer
+    from encoderforge.exporters.validation import validate
+
+    started = time.perf_counter()
+    ref = load_reference(config.model, config.task, trust_remote_code=config.trust_remote_code)
+    family, head = ref.family, ref.head
+    exporter = family.exporter if config.exporter == "auto" else config.exporter
+    tolerance = family.tolerance if config.tolerance is None else config.tolerance
+    max_length = family.max_length(ref.config)
+    log.info("exporting %s (%s, %s) with %s", config.model, family.name, head.name, exporter)
+    with staging(config.output, force=config.force) as stage:
+        tokenizer_section = save_tokenizer(ref.tokenizer, stage, max_length=max_length)
+        ref.config.save_pretrained(str(stage))
+        embedding = _copy_sentence_transformers_config(ref.source, stage)
+        cases = validation_cases(ref.tokenizer, head, family.input_names, max_length)
+        files = trace(
+            ref.model, head, family.input_names, cases[0].feed, stage, exporter=exporter, opset=config.opset,
+            external_data_threshold=config.external_data_threshold,
+        )
+        ref.model.eval()
+        report = validate(
+            head_module(ref.model, head, family.input_names), stage / MODEL_FILE, head, family.input_names,
+            cases, tolerance=tolerance,
+        )
+        graph = onnx.load(str(stage / MODEL_FILE), load_external_data=False)
+        manifest: dict[str, Any] = {
+            "family": family.name,
+            "model_type": ref.config.model_type,
+            "task": head.name,
+            "source": config.model,
+            "model_file": MODEL_FILE,
+            "external_data": len(files) > 1,
+            "inputs": _value_table(graph.graph.input),
+            "outputs": _value_table(graph.graph.output),
+            "feeds": {name: FEEDS[name] for name in family.input_names},
+            "tokenizer": tokenizer_section,
+            "embedding": embedding,
+            "precision": "fp32",
+            "exporter": exporter,
+            "opset": config.opset,
+            "passes": [],
+            "validation": report,
+            "versions": _versions(),
+        }
+        manifest["export_seconds"] = round(time.perf_counter() - started, 2)
+        write_manifest(stage, manifest)
+    return Artifact.load(config.output)

@@ -1,0 +1,120 @@
+"""Trace a reference model to ONNX: named inputs/outputs, dynamic axes, opset >= 17, external data when large."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from encoderforge.errors import ExportError
+from encoderforge.exporters.families import Exporter
+from encoderforge.tasks import TaskHead
+
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx.data"
+MIN_OPSET = 17  # LayerNormalization is one op from opset 17 on
+# Protobuf cannot hold a message over 2 GiB; above this the weights go to DATA_FILE.
+# Overridable (tests lower it to exercise the external-data path on a tiny model).
+EXTERNAL_DATA_THRESHOLD = int(os.environ.get("ENCODERFORGE_EXTERNAL_DATA_THRESHOLD", 1_800_000_000))
+
+
+def head_module(model: Any, head: TaskHead, input_names: tuple[str, ...]) -> Any:
+    """A module whose forward takes the family's inputs positionally and returns the head's outputs as a tuple."""
+    import torch
+
+    class HeadOutputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            kwargs = dict(zip(input_names, inputs))
+            if head.name == "text-generation":
+                kwargs["use_cache"] = False
+            output = self.model(**kwargs, return_dict=True)
+            return tuple(getattr(output, spec.name) for spec in head.outputs)
+
+    return HeadOutputs().eval()
+
+
+def dynamic_axes(head: TaskHead, input_names: tuple[str, ...]) -> dict[str, dict[int, str]]:
+    axes = {name: dict(enumerate(head.input_axes)) for name in input_names}
+    for spec in head.outputs:
+        axes[spec.name] = {i: axis for i, axis in enumerate(spec.axes) if axis is not None}
+    return axes
+
+
+def trace(
+    model: Any,
+    head: TaskHead,
+    input_names: tuple[str, ...],
+    example: dict[str, np.ndarray],
+    directory: Path,
+    *,
+    exporter: Exporter,
+    opset: int,
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+) -> list[str]:
+    """Export to `directory/model.onnx` (+ model.onnx.data when large); return the files written."""
+    import torch
+
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old; use --opset {MIN_OPSET} or newer (LayerNormalization)")
+    wrapped = head_module(model, head, input_names)
+    args = tuple(torch.from_numpy(example[name]) for name in input_names)
+    output_names = [spec.name for spec in head.outputs]
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        raw = Path(scratch) / "raw.onnx"
+        captured = io.StringIO()
+        try:
+            with torch.no_grad(), redirect_stdout(captured), redirect_stderr(captured):
+                torch.onnx.export(
+                    wrapped, args, str(raw), input_names=list(input_names), output_names=output_names,
+                    dynamic_axes=dynamic_axes(head, input_names), opset_version=opset,
+                    dynamo=exporter == "dynamo", do_constant_folding=True,
+                    **({"external_data": True, "optimize": True} if exporter == "dynamo" else {}),
+                )
+        except Exception as exc:  # torch raises many types; all mean the same thing to the user
+            raise ExportError(
+                f"{exporter} export of {head.name!r} failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}; "
+                f"try --exporter {'torchscript' if exporter == 'dynamo' else 'dynamo'}"
+            ) from exc
+        finally:
+            model.eval()  # the TorchScript exporter can leave the module in training mode
+        graph = onnx.load(str(raw), load_external_data=True)
+    _rename_dynamic_dims(graph, head, input_names)
+    return save_graph(graph, directory, external_data_threshold=external_data_threshold)
+
+
+def _rename_dynamic_dims(graph: onnx.ModelProto, head: TaskHead, input_names: tuple[str, ...]) -> None:
+    """The dynamo exporter names dims s0, s1...; give every graph the same symbolic names."""
+    axes = dynamic_axes(head, input_names)
+    for value in [*graph.graph.input, *graph.graph.output]:
+        for index, axis in axes.get(value.name, {}).items():
+            dim = value.type.tensor_type.shape.dim[index]
+            dim.dim_param = axis
+
+
+def save_graph(graph: onnx.ModelProto, directory: Path, *, external_data_threshold: int) -> list[str]:
+    """Write model.onnx, moving weights to model.onnx.data when the graph would exceed the threshold."""
+    size = graph.ByteSize() if _fits_in_protobuf(graph) else external_data_threshold + 1
+    target = directory / MODEL_FILE
+    if size > external_data_threshold:
+        onnx.save_model(
+            graph, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
+            location=DATA_FILE, size_threshold=1024,
+        )
+        return [MODEL_FILE, DATA_FILE]
+    onnx.save_model(graph, str(target))
+    return [MODEL_FILE]
+
+
+def _fits_in_protobuf(graph: onnx.ModelProto) -> bool:
+    total = sum(len(t.raw_data) for t in graph.graph.initializer)
+    return total < 2**31 - 2**26  # leave room for the graph itself

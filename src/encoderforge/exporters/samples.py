@@ -1,0 +1,101 @@
+"""Validation inputs: real text tokenized by the model's own tokenizer, never random ids.
+
+Cases: a padded batch of unequal lengths, a specials-only input, a single token, and the maximum length
+(for the RoBERTa family that exercises position ids up to padding_idx + max_length). Pair heads (QA, MC)
+get question/context and prompt/choice pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from encoderforge.tasks import TaskHead
+
+SENTENCES = (
+    "The museum in Lyon holds a collection of silk weaving looms.",
+    "Emmanuel Macron vit à Paris. Crème brûlée 😀 東京!",
+    "Yes.",
+)
+QA_PAIRS = (
+    ("Who wrote Moby-Dick?", "Herman Melville wrote Moby-Dick in 1851, after years at sea on whaling ships."),
+    ("Où est la gare ?", "Elle est à deux rues d'ici."),
+    ("When?", "In the spring of 1824 the river flooded the valley and the mill was rebuilt two years later."),
+)
+MC_PROMPTS = (
+    ("The chef tasted the soup and", ("added salt.", "flew to the moon on a bicycle.", "sang.")),
+    ("Water boils at", ("one hundred degrees Celsius at sea level.", "noon.", "the library.")),
+)
+LONG_TEXT = " ".join(
+    "Graph fusion merges attention and layer normalization; quantization keeps activations calibrated. "
+    "Le café est très chaud 😅 東京は日本の首都です."
+    for _ in range(200)
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    feed: dict[str, np.ndarray]
+
+
+def _encode(tokenizer: Any, first: list[str], second: list[str] | None, **options: Any) -> dict[str, np.ndarray]:
+    options.setdefault("padding", True)
+    encoded = tokenizer(first, second, return_tensors="np", return_token_type_ids=True, **options)
+    return {key: np.asarray(value, dtype=np.int64) for key, value in encoded.items()}
+
+
+def _select(encoded: dict[str, np.ndarray], input_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    ids = encoded["input_ids"]
+    feed = {}
+    for name in input_names:
+        feed[name] = encoded[name] if name in encoded else np.zeros_like(ids)
+    return feed
+
+
+def _pairs_for(head: TaskHead) -> tuple[list[str], list[str]] | None:
+    if head.multiple_choice:
+        firsts = [prompt for prompt, choices in MC_PROMPTS for _ in choices]
+        seconds = [choice for _, choices in MC_PROMPTS for choice in choices]
+        return firsts, seconds
+    if head.uses_pairs:
+        return [q for q, _ in QA_PAIRS], [c for _, c in QA_PAIRS]
+    return None
+
+
+def _as_choices(feed: dict[str, np.ndarray], head: TaskHead) -> dict[str, np.ndarray]:
+    if not head.multiple_choice:
+        return feed
+    num_choices = len(MC_PROMPTS[0][1])
+    return {k: v.reshape(-1, num_choices, v.shape[-1]) for k, v in feed.items()}
+
+
+def validation_cases(
+    tokenizer: Any, head: TaskHead, input_names: tuple[str, ...], max_length: int
+) -> list[Case]:
+    pairs = _pairs_for(head)
+    if pairs is None:
+        padded = _encode(tokenizer, list(SENTENCES), None)
+        longest = _encode(tokenizer, [LONG_TEXT], None, truncation=True, max_length=max_length)
+        specials = _encode(tokenizer, [""], None)
+    else:
+        firsts, seconds = pairs
+        padded = _encode(tokenizer, firsts, seconds)
+        n = len(firsts)
+        longest = _encode(
+            tokenizer, firsts, [LONG_TEXT] * n, truncation="only_second", max_length=max_length,
+            padding="max_length",
+        )
+        specials = _encode(tokenizer, [""] * n, [""] * n)
+    single = {key: value[:1, :1] for key, value in specials.items()}  # one special token, e.g. [CLS] / <s>
+    if pairs is not None:
+        single = {key: np.repeat(value, len(pairs[0]), axis=0) for key, value in single.items()}
+    cases = [
+        Case("padded-batch", padded),
+        Case("specials-only", specials),
+        Case("length-1", single),
+        Case(f"max-length-{max_length}", longest),
+    ]
+    return [Case(c.name, _as_choices(_select(c.feed, input_names), head)) for c in cases]
