@@ -73,10 +73,20 @@ def _copy_sentence_transformers_config(source: str, stage: Path) -> dict[str, An
     shutil.copy(pooling, stage / "1_Pooling" / "config.json")
     modules = json.loads((root / "modules.json").read_text()) if (root / "modules.json").is_file() else []
     normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
+    st_config = root / "sentence_bert_config.json"
+    max_seq_length = json.loads(st_config.read_text()).get("max_seq_length") if st_config.is_file() else None
     settings = json.loads(pooling.read_text())
     mode = next((k[len("pooling_mode_"):] for k, v in settings.items() if k.startswith("pooling_mode_") and v), None)
     mode = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}.get(mode or "", mode)
-    return {"pooling": mode, "normalize": normalize, "source": "1_Pooling/config.json"}
+    return {"pooling": mode, "normalize": normalize, "max_seq_length": max_seq_length,
+            "source": "1_Pooling/config.json"}
+
+
+def _quiet_progress_bars() -> None:
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
 
 
 def export(config: ExportConfig) -> Artifact:
@@ -88,6 +98,7 @@ def export(config: ExportConfig) -> Artifact:
     from encoderforge.exporters.validation import validate
 
     started = time.perf_counter()
+    _quiet_progress_bars()
     ref = load_reference(config.model, config.task, trust_remote_code=config.trust_remote_code)
     family, head = ref.family, ref.head
     exporter = family.exporter if config.exporter == "auto" else config.exporter

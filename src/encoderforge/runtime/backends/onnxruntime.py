@@ -1,0 +1,140 @@
+"""ONNX Runtime backends: CPU, and CUDA with IO binding (when onnxruntime-gpu and a GPU are present)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+
+from encoderforge.errors import EncoderForgeError, UnsupportedError
+from encoderforge.runtime.backends import BACKENDS, TensorInfo
+
+log = logging.getLogger(__name__)
+
+OptimizationLevel = Literal["disable", "basic", "extended", "all"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtOptions:
+    """Session settings; None means onnxruntime's default."""
+
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    optimization_level: OptimizationLevel = "all"
+    enable_memory_arena: bool = True
+    enable_memory_pattern: bool = True
+    device_id: int = 0
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> OrtOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UnsupportedError(f"unknown onnxruntime option(s) {unknown}; valid: {sorted(known)}")
+        return cls(**options)
+
+    def session_options(self) -> Any:
+        import onnxruntime as ort
+
+        levels = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        if self.optimization_level not in levels:
+            raise UnsupportedError(
+                f"unknown optimization_level {self.optimization_level!r}; choose one of {sorted(levels)}"
+            )
+        so = ort.SessionOptions()
+        so.graph_optimization_level = levels[self.optimization_level]
+        if self.intra_op_threads is not None:
+            so.intra_op_num_threads = self.intra_op_threads
+        if self.inter_op_threads is not None:
+            so.inter_op_num_threads = self.inter_op_threads
+        so.enable_cpu_mem_arena = self.enable_memory_arena
+        so.enable_mem_pattern = self.enable_memory_pattern
+        so.log_severity_level = 3
+        return so
+
+
+def _info(values: Any) -> list[TensorInfo]:
+    return [TensorInfo(v.name, v.type, tuple(v.shape)) for v in values]
+
+
+class OrtSession:
+    def __init__(self, session: Any, backend: str, io_binding: bool, device_id: int = 0) -> None:
+        self._session = session
+        self.backend = backend
+        self._io_binding = io_binding
+        self._device_id = device_id
+        self._output_names = [o.name for o in session.get_outputs()]
+
+    def inputs(self) -> list[TensorInfo]:
+        return _info(self._session.get_inputs())
+
+    def outputs(self) -> list[TensorInfo]:
+        return _info(self._session.get_outputs())
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self._io_binding:
+            return dict(zip(self._output_names, self._session.run(self._output_names, feed)))
+        binding = self._session.io_binding()
+        for name, array in feed.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        for name in self._output_names:
+            binding.bind_output(name, "cuda", self._device_id)
+        self._session.run_with_iobinding(binding)
+        return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
+
+    def close(self) -> None:
+        self._session = None
+
+    def __enter__(self) -> OrtSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class OrtBackend:
+    name: str
+    provider: str
+    io_binding: bool
+
+    def available(self) -> str | None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        if self.provider not in ort.get_available_providers():
+            return (f"{self.provider} is not in onnxruntime's providers {ort.get_available_providers()}; "
+                    "install onnxruntime-gpu (pip install 'encoderforge[gpu]') on a machine with CUDA")
+        return None
+
+    def load(self, model_path: str, **options: Any) -> OrtSession:
+        import onnxruntime as ort
+
+        reason = self.available()
+        if reason is not None:
+            raise UnsupportedError(f"backend {self.name!r} is unavailable: {reason}")
+        settings = OrtOptions.from_kwargs(options)
+        provider: Any = self.provider
+        if self.provider == "CUDAExecutionProvider":
+            provider = (self.provider, {"device_id": settings.device_id})
+        try:
+            session = ort.InferenceSession(model_path, settings.session_options(), providers=[provider])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise EncoderForgeError(f"onnxruntime cannot load {model_path!r}: {str(exc).splitlines()[0]}") from exc
+        active = session.get_providers()[0]
+        if active != self.provider:
+            raise UnsupportedError(f"onnxruntime chose {active} instead of {self.provider}; check the CUDA install")
+        log.info("loaded %s with %s", model_path, active)
+        return OrtSession(session, self.name, self.io_binding, settings.device_id)
+
+
+BACKENDS.register("onnxruntime-cpu", OrtBackend("onnxruntime-cpu", "CPUExecutionProvider", False), aliases=("cpu",))
+BACKENDS.register("onnxruntime-cuda", OrtBackend("onnxruntime-cuda", "CUDAExecutionProvider", True), aliases=("cuda",))
