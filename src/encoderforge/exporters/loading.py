@@ -67,7 +67,7 @@ def load_reference(model: str, task: str, *, trust_remote_code: bool = False) ->
     auto_class = getattr(transformers, head.auto_class)
     try:
         torch_model = auto_class.from_pretrained(source, config=config, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # safetensors, torch and transformers each raise their own types here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSourceError(
             f"cannot read the weights of {model!r}: {first}; check the weight files (model.safetensors / "
