@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import onnx
 import onnxruntime as ort
@@ -63,3 +64,13 @@ def test_registry_covers_every_head_and_family() -> None:
     assert set(FAMILIES) == {"roberta", "camembert", "convbert", "rembert", "bert"}
     missing = {(f, h) for f, spec in FAMILIES.items() for h in TASKS if h not in spec.heads}
     assert missing == {("convbert", "text-generation")}  # ConvBERT has no causal-LM head
+
+
+def test_dynamo_exporter_validates(checkpoint: Callable[..., Path], tmp_path: Path) -> None:
+    """The other exporter, on the head whose graph differs most (two outputs, pairs): recorded in the manifest."""
+    from encoderforge.exporters import ExportConfig, export
+
+    art = export(ExportConfig(model=str(checkpoint("roberta", "qa")), task="qa", output=tmp_path / "dyn",
+                              exporter="dynamo"))
+    assert art.manifest["exporter"] == "dynamo" and art.manifest["opset"] == 18
+    assert art.manifest["validation"]["passed"] and art.input_names == ["input_ids", "attention_mask"]

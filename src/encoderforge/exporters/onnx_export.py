@@ -19,6 +19,7 @@ from encoderforge.tasks import TaskHead
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
 MIN_OPSET = 17  # LayerNormalization is one op from opset 17 on
+DYNAMO_OPSET = 18  # the dynamo exporter's native opset; at 17 its Split(num_outputs) is invalid
 # Protobuf cannot hold a message over 2 GiB; above this the weights go to DATA_FILE.
 # Overridable (tests lower it to exercise the external-data path on a tiny model).
 EXTERNAL_DATA_THRESHOLD = int(os.environ.get("ENCODERFORGE_EXTERNAL_DATA_THRESHOLD", 1_800_000_000))
@@ -76,9 +77,9 @@ def trace(
             with torch.no_grad(), redirect_stdout(captured), redirect_stderr(captured):
                 torch.onnx.export(
                     wrapped, args, str(raw), input_names=list(input_names), output_names=output_names,
-                    dynamic_axes=dynamic_axes(head, input_names), opset_version=opset,
-                    dynamo=exporter == "dynamo", do_constant_folding=True,
-                    **({"external_data": True, "optimize": True} if exporter == "dynamo" else {}),
+                    opset_version=opset, dynamo=exporter == "dynamo", do_constant_folding=True,
+                    **(_dynamo_options(head, input_names) if exporter == "dynamo"
+                       else {"dynamic_axes": dynamic_axes(head, input_names)}),
                 )
         except Exception as exc:  # torch raises many types; all mean the same thing to the user
             raise ExportError(
@@ -90,6 +91,14 @@ def trace(
         graph = onnx.load(str(raw), load_external_data=True)
     _rename_dynamic_dims(graph, head, input_names)
     return save_graph(graph, directory, external_data_threshold=external_data_threshold)
+
+
+def _dynamo_options(head: TaskHead, input_names: tuple[str, ...]) -> dict[str, Any]:
+    """torch.export wants dynamic_shapes; `*inputs` is one varargs parameter holding every input."""
+    from torch.export import Dim
+
+    per_input = tuple({i: Dim.DYNAMIC for i in range(len(head.input_axes))} for _ in input_names)
+    return {"dynamic_shapes": (per_input,), "external_data": True, "optimize": True}
 
 
 def _rename_dynamic_dims(graph: onnx.ModelProto, head: TaskHead, input_names: tuple[str, ...]) -> None:

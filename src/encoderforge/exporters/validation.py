@@ -45,7 +45,13 @@ def validate(
     import onnxruntime as ort
     import torch
 
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's InvalidGraph / Fail: the exporter wrote a graph ORT rejects
+        raise ValidationError(
+            f"onnxruntime rejects the exported graph: {str(exc).splitlines()[0][:300]}; "
+            "try the other --exporter or a newer --opset"
+        ) from exc
     started = time.perf_counter()
     report: dict[str, Any] = {"tolerance": tolerance, "backend": "onnxruntime-cpu", "cases": []}
     failures = []
