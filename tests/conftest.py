@@ -12,8 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from encoderforge.artifact import Artifact  # noqa: E402
-from encoderforge.exporters.families import FAMILIES  # noqa: E402
+from encoderforge.artifact import Artifact
+from encoderforge.exporters.families import FAMILIES
 
 # Every registered (family, head) pair: the test matrix is generated from the registries.
 FAMILY_HEADS = [(family, head) for family, spec in FAMILIES.items() for head in spec.heads]

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from encoderforge.errors import ArtifactError, ModelSourceError, UnknownKeyError, UnsupportedError, ValidationError
+from encoderforge.errors import (
+    ArtifactError,
+    ModelSourceError,
+    UnknownKeyError,
+    UnsupportedError,
+    ValidationError,
+)
 from encoderforge.exporters import ExportConfig, export
 
 
@@ -72,7 +78,7 @@ def test_existing_output_refused_then_forced(checkpoint: Callable[..., Path], tm
     out = tmp_path / "art"
     out.mkdir()
     (out / "keep.txt").write_text("user data")
-    config = dict(model=str(checkpoint("bert", "cls")), task="cls", output=out)
+    config = {"model": str(checkpoint("bert", "cls")), "task": "cls", "output": out}
     with pytest.raises(ArtifactError, match="already exists; pass --force"):
         export(ExportConfig(**config))  # type: ignore[arg-type]
     assert (out / "keep.txt").exists()

@@ -145,11 +145,11 @@ class Artifact:
 
     @property
     def model_path(self) -> Path:
-        return self.path / self.manifest["model_file"]
+        return self.path / str(self.manifest["model_file"])
 
     @property
     def tokenizer_path(self) -> Path:
-        return self.path / self.manifest["tokenizer"]["file"]
+        return self.path / str(self.manifest["tokenizer"]["file"])
 
     @property
     def max_length(self) -> int:

@@ -58,6 +58,9 @@ class Registry(Generic[T]):
     def items(self) -> list[tuple[str, T]]:
         return list(self._items.items())
 
+    def values(self) -> list[T]:
+        return list(self._items.values())
+
     def choices(self) -> list[str]:
         """Canonical names, each followed by its aliases in parentheses."""
         by_name: dict[str, list[str]] = {name: [] for name in self._items}

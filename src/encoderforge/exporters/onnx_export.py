@@ -22,7 +22,7 @@ MIN_OPSET = 17  # LayerNormalization is one op from opset 17 on
 DYNAMO_OPSET = 18  # the dynamo exporter's native opset; at 17 its Split(num_outputs) is invalid
 # Protobuf cannot hold a message over 2 GiB; above this the weights go to DATA_FILE.
 # Overridable (tests lower it to exercise the external-data path on a tiny model).
-EXTERNAL_DATA_THRESHOLD = int(os.environ.get("ENCODERFORGE_EXTERNAL_DATA_THRESHOLD", 1_800_000_000))
+EXTERNAL_DATA_THRESHOLD = int(os.environ.get("ENCODERFORGE_EXTERNAL_DATA_THRESHOLD", "1800000000"))
 
 
 def head_module(model: Any, head: TaskHead, input_names: tuple[str, ...]) -> Any:
@@ -35,7 +35,7 @@ def head_module(model: Any, head: TaskHead, input_names: tuple[str, ...]) -> Any
             self.model = model
 
         def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            kwargs = dict(zip(input_names, inputs))
+            kwargs: dict[str, Any] = dict(zip(input_names, inputs))
             if head.name == "text-generation":
                 kwargs["use_cache"] = False
             output = self.model(**kwargs, return_dict=True)

@@ -7,9 +7,10 @@ specs are data; the exporter turns them into models.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from encoderforge.errors import UnknownKeyError, UnsupportedError
 from encoderforge.registry import Registry
@@ -60,7 +61,7 @@ def register(spec: FamilySpec) -> FamilySpec:
 
 
 def family_for_model_type(model_type: str) -> FamilySpec:
-    for _, spec in FAMILIES.items():
+    for spec in FAMILIES.values():
         if model_type in spec.model_types:
             return spec
     supported = sorted(t for _, s in FAMILIES.items() for t in s.model_types)
@@ -74,4 +75,4 @@ def frozen(**kwargs: Any) -> Mapping[str, Any]:
 
 
 # Importing the family modules registers them (one line per family).
-from encoderforge.exporters.families import bert, camembert, convbert, rembert, roberta  # noqa: E402,F401
+from encoderforge.exporters.families import bert, camembert, convbert, rembert, roberta  # noqa: F401
