@@ -56,7 +56,10 @@ class ArtifactTokenizer:
             self.tokenizer.no_truncation()
         try:
             encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
-        except Exception as exc:  # tokenizers raises plain Exception for e.g. stride >= room
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # tokenizers raises Exception, or a Rust panic (BaseException) when the
+            # stride leaves no room for the second text
             raise InputError(f"cannot tokenize: {exc}; check max_length, stride and the input texts") from exc
         finally:
             self.tokenizer.no_truncation()
