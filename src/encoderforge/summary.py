@@ -48,6 +48,13 @@ def describe(artifact: Artifact) -> str:
         lines.append(f"embedding  pooling {m['embedding']['pooling']}, normalize {m['embedding']['normalize']}")
     if m.get("passes"):
         lines.append("passes     " + ", ".join(p["name"] for p in m["passes"]))
+    if m.get("with_past"):  # text-generation KV-cache graph (export --with-past)
+        wp = m["with_past"]
+        lines.append(f"with past  {wp['model_file']}  {wp['num_layers']} layers x {wp['num_heads']} heads x "
+                     f"{wp['head_dim']}, validated max abs diff {wp['validation']['max_abs_diff']:.2e}")
+        shown = [s for s in wp["inputs"] if not s["name"].startswith("past_key_values.")
+                 or s["name"].startswith("past_key_values.0.")]
+        lines.append("  inputs   " + "; ".join(_axes(s) for s in shown) + "; ... (a key and a value per layer)")
     lines.append(f"files      {len(m['files'])} files, {_size(total)}")
     lines += [f"  {name:<28} {_size(f['bytes']):>10}  sha256 {f['sha256'][:16]}" for name, f in m["files"].items()]
     lines += validation_lines(m["validation"])

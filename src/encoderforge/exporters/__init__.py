@@ -19,7 +19,7 @@ import onnx
 
 from encoderforge import __version__
 from encoderforge.artifact import Artifact, staging, write_manifest
-from encoderforge.exporters.onnx_export import EXTERNAL_DATA_THRESHOLD, MODEL_FILE, MIN_OPSET
+from encoderforge.exporters.onnx_export import DYNAMO_OPSET, EXTERNAL_DATA_THRESHOLD, MIN_OPSET, MODEL_FILE
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,22 @@ class ExportConfig:
     task: str  # pipeline name or alias
     output: Path
     exporter: Literal["auto", "torchscript", "dynamo"] = "auto"  # auto: the family's validated choice
-    opset: int = MIN_OPSET
+    opset: int | None = None  # None: 17 for TorchScript, 18 for dynamo (its native opset)
     tolerance: float | None = None  # None: the family's fp32 default (1e-4)
     force: bool = False
     trust_remote_code: bool = False
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
+    with_past: bool = False  # text-generation: also write model_with_past.onnx (KV cache in/out)
+
+    def __post_init__(self) -> None:
+        from encoderforge.errors import UnsupportedError
+        from encoderforge.tasks import task_head
+
+        if self.with_past and task_head(self.task).name != "text-generation":
+            raise UnsupportedError(
+                f"with_past (--with-past) applies to text-generation (causal-lm) only, not {self.task!r}; "
+                "drop --with-past or use --task causal-lm"
+            )
 
 
 def _versions() -> dict[str, str]:
@@ -85,8 +96,21 @@ def _copy_sentence_transformers_config(source: str, stage: Path) -> dict[str, An
 def _quiet_progress_bars() -> None:
     import transformers
 
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+
+
+def _export_with_past(ref: Any, stage: Path, config: ExportConfig, tolerance: float, max_length: int) -> Any:
+    from encoderforge.errors import UnsupportedError
+    from encoderforge.exporters.with_past import export_with_past
+
+    if ref.head.name != "text-generation":
+        raise UnsupportedError(f"--with-past applies to text-generation (causal-lm) only, not {ref.head.name!r}")
+    return export_with_past(
+        ref.model, ref.config, ref.tokenizer, ref.family.input_names, stage,
+        opset=config.opset or MIN_OPSET,  # the with-past graph is always TorchScript
+        tolerance=tolerance, max_length=max_length, external_data_threshold=config.external_data_threshold,
+    )
 
 
 def export(config: ExportConfig) -> Artifact:
@@ -103,6 +127,7 @@ def export(config: ExportConfig) -> Artifact:
     family, head = ref.family, ref.head
     exporter = family.exporter if config.exporter == "auto" else config.exporter
     tolerance = family.tolerance if config.tolerance is None else config.tolerance
+    opset = config.opset or (MIN_OPSET if exporter == "torchscript" else DYNAMO_OPSET)
     max_length = family.max_length(ref.config)
     log.info("exporting %s (%s, %s) with %s", config.model, family.name, head.name, exporter)
     with staging(config.output, force=config.force) as stage:
@@ -111,7 +136,7 @@ def export(config: ExportConfig) -> Artifact:
         embedding = _copy_sentence_transformers_config(ref.source, stage)
         cases = validation_cases(ref.tokenizer, head, family.input_names, max_length)
         files = trace(
-            ref.model, head, family.input_names, cases[0].feed, stage, exporter=exporter, opset=config.opset,
+            ref.model, head, family.input_names, cases[0].feed, stage, exporter=exporter, opset=opset,
             external_data_threshold=config.external_data_threshold,
         )
         ref.model.eval()
@@ -134,11 +159,13 @@ def export(config: ExportConfig) -> Artifact:
             "embedding": embedding,
             "precision": "fp32",
             "exporter": exporter,
-            "opset": config.opset,
+            "opset": opset,
             "passes": [],
             "validation": report,
             "versions": _versions(),
         }
+        if config.with_past:
+            manifest["with_past"] = _export_with_past(ref, stage, config, tolerance, max_length)
         manifest["export_seconds"] = round(time.perf_counter() - started, 2)
         write_manifest(stage, manifest)
     return Artifact.load(config.output)
