@@ -10,4 +10,9 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[dev]"
+python -m pip install -q -e ".[dev,ray]"
+# Serving: nvidia-pytriton pins numpy<2 only for its Python-backend stub, and `encoderforge serve` gives that
+# stub its own numpy<2 environment; so keep numpy 2 here and install PyTriton without that one pin.
+python -m pip install -q "tritonclient[http,grpc]>=2.50,<3" "pyzmq>=23" "sh>=1.14" "typer>=0.9" \
+  "typing_inspect>=0.6" "wrapt>=1.11" "grpcio>=1.64.3" "importlib_metadata>=7.0.1"
+python -m pip install -q --no-deps "nvidia-pytriton>=0.7,<0.8"
