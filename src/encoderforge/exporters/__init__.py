@@ -155,6 +155,7 @@ def export(config: ExportConfig) -> Artifact:
             "inputs": _value_table(graph.graph.input),
             "outputs": _value_table(graph.graph.output),
             "feeds": {name: FEEDS[name] for name in family.input_names},
+            "padding_sensitive": family.padding_sensitive,
             "tokenizer": tokenizer_section,
             "embedding": embedding,
             "precision": "fp32",

@@ -36,6 +36,9 @@ class FamilySpec:
     exporter: Exporter = "torchscript"
     tolerance: float = 1e-4  # max abs diff, fp32, vs PyTorch
     position_offset: int = 0  # RoBERTa family: positions start at padding_idx + 1
+    # Outputs at real tokens change when the batch is padded (ConvBERT's span-based convolution reads padded
+    # positions, in PyTorch too): the runtime then batches only texts of equal length.
+    padding_sensitive: bool = False
 
     def head(self, task: str) -> TaskHead:
         head = TASKS.get(task)

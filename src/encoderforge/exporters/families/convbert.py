@@ -13,5 +13,6 @@ CONVBERT = register(
             intermediate_size=64, max_position_embeddings=64, head_ratio=2, conv_kernel_size=9, num_groups=1,
         ),
         base_config=frozen(vocab_size=30522),
+        padding_sensitive=True,
     )
 )

@@ -14,11 +14,6 @@ from encoderforge.runtime.backends import Session
 from encoderforge.runtime.batching import length_batches
 from encoderforge.tokenization import ArtifactTokenizer
 
-# Families whose outputs at real tokens change with padding (ConvBERT's span-based convolution reads the padded
-# positions): their batches hold texts of one length only, so results equal unbatched transformers.
-PADDING_SENSITIVE_FAMILIES = frozenset({"convbert"})
-
-
 class Pipeline:
     task: str = ""
 
@@ -49,7 +44,9 @@ class Pipeline:
         Per-token outputs are trimmed to the encoding's own length (no padding rows)."""
         results: list[dict[str, np.ndarray]] = [{} for _ in encodings]
         lengths = [len(e.ids) for e in encodings]
-        if self.artifact.family in PADDING_SENSITIVE_FAMILIES:
+        # Padding-sensitive models (ConvBERT, see FamilySpec) batch texts of one length only, so results equal
+        # unbatched transformers.
+        if self.artifact.manifest.get("padding_sensitive", False):
             batches = equal_length_batches(lengths, batch_size=batch_size)
         else:
             batches = length_batches(lengths, batch_size=batch_size, max_tokens=max_tokens)
