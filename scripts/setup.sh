@@ -16,3 +16,6 @@ python -m pip install -q -e ".[dev,ray]"
 python -m pip install -q "tritonclient[http,grpc]>=2.50,<3" "pyzmq>=23" "sh>=1.14" "typer>=0.9" \
   "typing_inspect>=0.6" "wrapt>=1.11" "grpcio>=1.64.3" "importlib_metadata>=7.0.1"
 python -m pip install -q --no-deps "nvidia-pytriton>=0.7,<0.8"
+# Typed TensorRT API for mypy (the real tensorrt cannot be installed without NVIDIA's index); see scripts/typecheck.sh.
+python -m pip install -q --no-deps "tensorrt-stubs>=10.8"
+python -m pip install -q "cuda-python>=12"

@@ -58,3 +58,5 @@ def get_backend(name: str) -> Backend:
 
 # Importing registers them.
 from encoderforge.runtime.backends import onnxruntime as _onnxruntime  # noqa: E402,F401
+from encoderforge.runtime.backends import onnxruntime_cuda as _onnxruntime_cuda  # noqa: E402,F401
+from encoderforge.runtime.backends import tensorrt as _tensorrt  # noqa: E402,F401

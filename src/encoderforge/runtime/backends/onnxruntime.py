@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from encoderforge.runtime.backends import BACKENDS, TensorInfo
 log = logging.getLogger(__name__)
 
 OptimizationLevel = Literal["disable", "basic", "extended", "all"]
+_Options = TypeVar("_Options", bound="OrtOptions")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +29,7 @@ class OrtOptions:
     device_id: int = 0
 
     @classmethod
-    def from_kwargs(cls, options: dict[str, Any]) -> OrtOptions:
+    def from_kwargs(cls: type[_Options], options: dict[str, Any]) -> _Options:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -137,4 +138,4 @@ class OrtBackend:
 
 
 BACKENDS.register("onnxruntime-cpu", OrtBackend("onnxruntime-cpu", "CPUExecutionProvider", False), aliases=("cpu",))
-BACKENDS.register("onnxruntime-cuda", OrtBackend("onnxruntime-cuda", "CUDAExecutionProvider", True), aliases=("cuda",))
+# "onnxruntime-cuda" (IO binding, bucketing, CUDA graphs) lives in onnxruntime_cuda.py.
