@@ -1,0 +1,80 @@
+"""The environment fingerprint stored with every result: CPU, cores, GPU, library versions, artifact hashes."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ("encoderforge", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "tokenizers", "torch",
+             "transformers", "sentence-transformers", "optimum-onnx", "optimum")
+# The instruction-set extensions that decide which kernels onnxruntime and torch pick.
+_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+          "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve")
+
+
+def cpu_info(path: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    model: str = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "Model", "cpu model") and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count() or 1
+    return {"model": model, "isa": [f for f in _FLAGS if f in flags], "logical_cores": os.cpu_count(),
+            "usable_cores": affinity, "machine": platform.machine()}
+
+
+def gpu_info() -> list[str]:
+    """GPU names from nvidia-smi, or [] without one."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    found["python"] = platform.python_version()
+    return found
+
+
+def memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def fingerprint(artifacts: dict[str, dict[str, Any]], *, threads: int) -> dict[str, Any]:
+    """Everything needed to judge whether two results are comparable. `artifacts`: label -> identity."""
+    return {
+        "cpu": cpu_info(), "gpu": gpu_info(), "memory_gb": memory_gb(), "os": platform.platform(),
+        "threads": threads, "versions": versions(), "artifacts": artifacts,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }

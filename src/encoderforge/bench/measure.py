@@ -1,0 +1,128 @@
+"""The measurement core: warm-up, timed iterations, percentiles, throughput and the process's own memory.
+
+Wall-clock per call with `time.perf_counter_ns`; nothing else runs inside the timed region (inputs are prepared
+before, outputs are only kept alive). Memory is the process's resident set from /proc/self/status: `VmHWM`
+(peak) is reset through /proc/self/clear_refs before each engine so every engine's peak is its own; where that
+file cannot be written (not Linux, restricted container) the peak falls back to getrusage's ru_maxrss, which
+only ever grows, and the result says so.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timing:
+    """Statistics of `iters` timed calls of one (engine, mode, batch size, sequence length) point."""
+
+    iters: int
+    warmup: int
+    first_call_ms: float  # the first call at this shape, before warm-up
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    seq_per_s: float  # batch_size / p50
+    tokens_per_s: float  # tokens per call / p50
+    per_token_us: float  # p50 / tokens per call
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def summarize(samples_ns: list[int], *, batch_size: int, tokens: float, warmup: int, first_call_ns: int) -> Timing:
+    """`tokens`: tokens per call (the whole batch)."""
+    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
+    return Timing(
+        iters=len(samples_ns), warmup=warmup, first_call_ms=first_call_ns / 1e6, mean_ms=float(ms.mean()),
+        std_ms=float(ms.std()), min_ms=float(ms.min()), p50_ms=p50, p90_ms=p90, p99_ms=p99,
+        seq_per_s=batch_size / (p50 / 1e3), tokens_per_s=tokens / (p50 / 1e3), per_token_us=p50 * 1e3 / tokens,
+    )
+
+
+def time_calls(
+    call: Callable[[], object], *, warmup: int, iters: int, batch_size: int, tokens: float,
+    max_seconds: float | None = None, min_iters: int = 5,
+) -> Timing:
+    """First call, `warmup` untimed calls, then `iters` timed calls. With `max_seconds`, warm-up stops after
+    a quarter of it (at least one call) and timing after all of it (at least `min_iters` calls), so a slow
+    point cannot stall a sweep; the result records how many calls ran."""
+    clock = time.perf_counter_ns
+    budget = None if max_seconds is None else int(max_seconds * 1e9)
+    start = clock()
+    call()
+    first = clock() - start
+    warm_start, done = clock(), 0
+    for _ in range(warmup):
+        call()
+        done += 1
+        if budget is not None and clock() - warm_start > budget // 4:
+            break
+    samples: list[int] = []
+    deadline = None if budget is None else clock() + budget
+    for _ in range(iters):
+        start = clock()
+        result = call()
+        samples.append(clock() - start)
+        del result
+        if deadline is not None and len(samples) >= min_iters and clock() > deadline:
+            break
+    return summarize(samples, batch_size=batch_size, tokens=tokens, warmup=done, first_call_ns=first)
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process in MiB."""
+    kb = _status_kb("VmRSS")
+    if kb is None:
+        kb = _maxrss_kb()
+    return kb / 1024
+
+
+def _maxrss_kb() -> int:
+    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return value // 1024 if sys.platform == "darwin" else value  # bytes on macOS, KiB on Linux
+
+
+class PeakMemory:
+    """Peak RSS of the process between `reset()` and `peak_mb()`; `exact` is False when it cannot be reset."""
+
+    def __init__(self) -> None:
+        self.exact = False
+
+    def reset(self) -> float:
+        """Reset the high-water mark (where possible); return the current RSS in MiB as the baseline."""
+        try:
+            _CLEAR_REFS.write_text("5")
+            self.exact = _status_kb("VmHWM") is not None
+        except OSError:
+            self.exact = False
+        return rss_mb()
+
+    def peak_mb(self) -> float:
+        kb = _status_kb("VmHWM") if self.exact else None
+        return (kb if kb is not None else _maxrss_kb()) / 1024

@@ -1,0 +1,298 @@
+"""The sweep: verify the artifacts, group them by source checkpoint, load our engines and the peers, then for
+every (mode, batch size, sequence length) time every engine on the same inputs, interleaved point by point so
+that a burst of load from elsewhere on a shared machine hits all engines alike."""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from encoderforge.artifact import Artifact
+from encoderforge.bench.engines import (
+    EncoderForgeEngine,
+    Engine,
+    Group,
+    Mode,
+    OrtBaselineEngine,
+    Skip,
+    default_workdir,
+    is_int8,
+)
+from encoderforge.bench.fingerprint import fingerprint
+from encoderforge.bench.inputs import PointInputs, build_inputs, check_limits
+from encoderforge.bench.measure import PeakMemory, rss_mb, time_calls
+from encoderforge.bench.optimum_peer import OptimumEngine
+from encoderforge.bench.peers import SentenceTransformersEngine, TorchEngine
+from encoderforge.errors import InputError
+from encoderforge.tokenization import ArtifactTokenizer
+
+PEERS = ("torch", "ort-baseline", "sentence-transformers", "optimum")
+SCHEMA = "encoderforge-bench/1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    artifacts: tuple[Path, ...]
+    batch_sizes: tuple[int, ...] = (1, 8)
+    seq_lens: tuple[int, ...] = (16, 128)
+    modes: tuple[Mode, ...] = ("model", "e2e")
+    warmup: int = 10
+    iters: int = 100
+    max_seconds: float | None = 15.0  # time budget per (engine, point); None: always run `iters`
+    compare: tuple[str, ...] = ()
+    threads: int | None = None  # None: the cores this process may use
+    optimum_python: str | None = None
+    progress: bool = True
+    workdir: Path | None = None  # cache for baseline exports; default: $TMPDIR/encoderforge-bench
+
+
+def resolve_threads(threads: int | None) -> int:
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads {threads} is not positive; pass a thread count >= 1")
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _source(artifact: Artifact) -> Path | None:
+    raw = str(artifact.manifest.get("source", ""))
+    for candidate in (Path(raw).expanduser(), artifact.path.parent / raw):
+        if raw and (candidate / "config.json").is_file():
+            return candidate.resolve()
+    return None
+
+
+def make_groups(artifacts: list[Artifact]) -> list[Group]:
+    by_key: dict[tuple[str, str], list[Artifact]] = {}
+    for artifact in artifacts:
+        source = _source(artifact)
+        by_key.setdefault((str(source or artifact.path.resolve()), artifact.task), []).append(artifact)
+    groups = []
+    for (origin, task), members in by_key.items():
+        source = _source(members[0])
+        name = source.name if source is not None else members[0].path.name
+        digest = hashlib.sha256(f"{origin}|{task}|{members[0].manifest['files'].get(members[0].manifest['model_file'], {})}"
+                                .encode()).hexdigest()[:10]
+        groups.append(Group(name, f"{name}-{digest}", task, source, tuple(members)))
+    return groups
+
+
+def make_peers(group: Group, compare: tuple[str, ...], *, workdir: Path, optimum_python: str | None) -> list[Engine]:
+    unknown = [c for c in compare if c not in PEERS]
+    if unknown:
+        raise InputError(f"unknown --compare peer {unknown[0]!r}; choose from {', '.join(PEERS)} (comma separated)")
+    precisions = sorted({is_int8(a) for a in group.artifacts}, reverse=True)  # int8 first
+    peers: list[Engine] = []
+    for name in compare:
+        if name == "torch":
+            peers.append(TorchEngine(group))
+        elif name == "ort-baseline":
+            peers.extend(OrtBaselineEngine(group, int8=int8, workdir=workdir) for int8 in precisions)
+        elif name == "sentence-transformers":
+            peers.append(SentenceTransformersEngine(group))
+        else:
+            peers.extend(OptimumEngine(group, python=optimum_python, int8=int8) for int8 in precisions)
+    return peers
+
+
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Any]:
+    bar: Any = None
+    if enabled:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="run", file=sys.stderr, dynamic_ncols=True, leave=False)
+        except ImportError:
+            bar = None
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class _Tracker:
+    """Per-engine memory: the RSS an engine kept (load + arenas) plus its transient peak above that."""
+
+    def __init__(self) -> None:
+        self.memory = PeakMemory()
+        self.kept: dict[str, float] = {}
+        self.peak: dict[str, float] = {}
+
+    @contextmanager
+    def watch(self, name: str) -> Iterator[None]:
+        before = self.memory.reset()
+        try:
+            yield
+        finally:
+            after, high = rss_mb(), self.memory.peak_mb()
+            kept = self.kept.get(name, 0.0)
+            self.peak[name] = max(self.peak.get(name, 0.0), kept + max(0.0, high - before))
+            self.kept[name] = kept + max(0.0, after - before)
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Measure every artifact and peer over the sweep; return the result document (see report.py)."""
+    if not config.artifacts:
+        raise InputError("no artifact given; pass one or more artifact directories")
+    if config.iters < 1 or config.warmup < 0:
+        raise InputError(f"--iters {config.iters} / --warmup {config.warmup}: need iters >= 1 and warmup >= 0")
+    threads = resolve_threads(config.threads)
+    artifacts = [Artifact.load(path, verify=True) for path in config.artifacts]
+    for artifact in artifacts:
+        check_limits(artifact, list(config.batch_sizes), list(config.seq_lens))
+    groups = make_groups(artifacts)
+    workdir = config.workdir or default_workdir()
+    engines: list[Engine] = []
+    for group in groups:
+        engines.extend(EncoderForgeEngine(a, group) for a in group.artifacts)
+        engines.extend(make_peers(group, config.compare, workdir=workdir, optimum_python=config.optimum_python))
+
+    inputs: dict[tuple[str, int, int], PointInputs] = {}
+    for group in groups:
+        tokenizer = ArtifactTokenizer.from_artifact(group.artifacts[0])
+        for b in config.batch_sizes:
+            for s in config.seq_lens:
+                inputs[(group.key, b, s)] = build_inputs(group.artifacts[0], tokenizer, b, s)
+
+    tracker = _Tracker()
+    records: dict[str, dict[str, Any]] = {}
+    results: list[dict[str, Any]] = []
+    loaded: list[Engine] = []
+    for engine in engines:
+        record = records[engine.name + "@" + engine.group.key] = {
+            "name": engine.name, "role": engine.role, "group": engine.group.name, "skipped": None}
+        if getattr(engine, "external", False):
+            continue
+        started = time.perf_counter()
+        try:
+            with tracker.watch(record["name"] + record["group"]):
+                engine.load(threads)
+        except Skip as exc:
+            record["skipped"] = str(exc)
+            _say(f"skipped {engine.name} ({engine.group.name}): {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 -- a peer that cannot load is reported, the others still run
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            record["skipped"] = f"failed to load: {type(exc).__name__}: {first}"
+            _say(f"skipped {engine.name} ({engine.group.name}): {record['skipped']}")
+            continue
+        record["load_s"] = round(time.perf_counter() - started, 3)
+        loaded.append(engine)
+
+    points = [(mode, b, s) for mode in config.modes for b in config.batch_sizes for s in config.seq_lens]
+    mode_skips: set[tuple[str, str]] = set()
+    with _progress(len(points) * len(loaded), config.progress) as bar:
+        for index, (mode, b, s) in enumerate(points):
+            order = loaded[index % max(1, len(loaded)):] + loaded[: index % max(1, len(loaded))]
+            for engine in order:
+                key = engine.name + "@" + engine.group.key
+                row: dict[str, Any] = {"engine": engine.name, "group": engine.group.name, "mode": mode,
+                                       "batch_size": b, "seq_len": s}
+                if bar is not None:
+                    bar.set_description(f"{engine.name} {mode} b{b} s{s}")
+                point = inputs[(engine.group.key, b, s)]
+                try:
+                    call = engine.call(mode, point)
+                    tokens = b * s if mode == "model" else point.e2e_tokens
+                    with tracker.watch(engine.name + engine.group.name):
+                        timing = time_calls(call, warmup=config.warmup, iters=config.iters, batch_size=b,
+                                            tokens=tokens, max_seconds=config.max_seconds)
+                    row["timing"] = timing.to_dict()
+                    records[key].setdefault("first_call_ms", round(timing.first_call_ms, 3))
+                except Skip as exc:
+                    row["skipped"] = str(exc)
+                    if (key, mode) not in mode_skips:
+                        mode_skips.add((key, mode))
+                        _say(f"skipped {engine.name} {mode} ({engine.group.name}): {exc}")
+                except Exception as exc:  # noqa: BLE001 -- one failing engine or point must not lose the sweep
+                    row["skipped"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    _say(f"{engine.name} {mode} b{b} s{s} {row['skipped']}")
+                results.append(row)
+                if bar is not None:
+                    bar.update(1)
+    for engine in loaded:
+        name = engine.name + engine.group.name
+        record = records[engine.name + "@" + engine.group.key]
+        record["peak_rss_mb"] = round(tracker.peak.get(name, 0.0), 1)
+        engine.close()
+    gc.collect()
+
+    for engine in engines:
+        if getattr(engine, "external", False):
+            _run_external(engine, config, threads, inputs, records, results)
+
+    for engine in engines:
+        record = records[engine.name + "@" + engine.group.key]
+        record.update(description=engine.description, info=engine.info)
+    identities = {a.path.name: {"path": str(a.path), "task": a.task, "family": a.family,
+                                "precision": a.manifest.get("precision", "fp32"),
+                                "model_sha256": a.manifest["files"].get(a.manifest["model_file"], {}).get("sha256"),
+                                "source": a.manifest.get("source")} for a in artifacts}
+    return {
+        "schema": SCHEMA,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {"batch_sizes": list(config.batch_sizes), "seq_lens": list(config.seq_lens),
+                     "modes": list(config.modes), "warmup": config.warmup, "iters": config.iters,
+                     "max_seconds": config.max_seconds, "threads": threads, "compare": list(config.compare),
+                     "memory_exact": tracker.memory.exact},
+        "fingerprint": fingerprint(identities, threads=threads),
+        "engines": list(records.values()),
+        "results": results,
+        "ratios": ratios(results, list(records.values())),
+    }
+
+
+def _run_external(engine: Engine, config: BenchConfig, threads: int, inputs: dict[tuple[str, int, int], PointInputs],
+                  records: dict[str, dict[str, Any]], results: list[dict[str, Any]]) -> None:
+    assert isinstance(engine, OptimumEngine)
+    record = records[engine.name + "@" + engine.group.key]
+    points = [(mode, inputs[(engine.group.key, b, s)]) for mode in config.modes
+              for b in config.batch_sizes for s in config.seq_lens]
+    try:
+        _say(f"running {engine.name} ({engine.group.name}) in {engine.python}")
+        out = engine.run_external(points, threads=threads, warmup=config.warmup, iters=config.iters,
+                                  max_seconds=config.max_seconds)
+    except Skip as exc:
+        record["skipped"] = str(exc)
+        _say(f"skipped {engine.name} ({engine.group.name}): {exc}")
+        return
+    record.update(load_s=round(out["load_s"], 3), peak_rss_mb=round(out["peak_rss_mb"], 1))
+    for point in out["points"]:
+        row = {"engine": engine.name, "group": engine.group.name, **point}
+        if "timing" in row:
+            record.setdefault("first_call_ms", row["timing"]["first_call_ms"])
+        results.append(row)
+
+
+def ratios(results: list[dict[str, Any]], engines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For every point where both ran: speedup of each of our engines over each peer (peer p50 / ours p50)."""
+    roles = {(e["name"], e["group"]): e["role"] for e in engines}
+    timed = {(r["engine"], r["group"], r["mode"], r["batch_size"], r["seq_len"]): r["timing"]
+             for r in results if "timing" in r}
+    out = []
+    for (name, group, mode, b, s), ours in timed.items():
+        if roles.get((name, group)) != "ours":
+            continue
+        for (peer, peer_group, peer_mode, pb, ps), theirs in timed.items():
+            if roles.get((peer, peer_group)) == "peer" and (peer_group, peer_mode, pb, ps) == (group, mode, b, s):
+                out.append({"engine": name, "peer": peer, "group": group, "mode": mode, "batch_size": b,
+                            "seq_len": s, "speedup": round(theirs["p50_ms"] / ours["p50_ms"], 3)})
+    return out
