@@ -1,0 +1,77 @@
+"""Pipelines: for each (target, precision), the names of the passes to run, in order.
+
+Chosen by measurement (benchmarks/passes_cpu.py, numbers in benchmarks/results/), not by habit:
+- cpu fp32: our attention fusion only (one MultiHeadAttention per layer: ~4-8% less CPU time than the
+  standard export on roberta-base, 1 thread). Fusing Add + LayerNormalization into SkipLayerNormalization
+  made CPU inference *slower* every time we measured it (+3-10%), whether done offline by ORT's optimizer
+  (`ort-fusions`) or by the session once shapes are known (`infer-shapes`), so CPU pipelines leave the
+  residual Add + LayerNorm alone and only verify what the session fuses at load time (`session-fusions`:
+  the erf Gelu, expected once per layer).
+- cpu int8-dynamic: attention fusion, then dynamic int8 on every MatMul with a constant weight.
+- cuda: attention fusion + ORT's offline fusions (contrib CUDA kernels); fp16 and int8-static via their passes.
+- tensorrt: no com.microsoft contrib ops (TensorRT cannot parse them): only the precision pass, which
+  writes a strongly typed fp16 graph or explicit QDQ placed by TensorRT's rules.
+A pipeline names passes; `PASSES` resolves the names, so an unknown name fails loudly, never silently.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from encoderforge.errors import UnknownKeyError, UnsupportedError
+from encoderforge.graph_passes.base import PASSES, GraphPass
+
+TARGETS = ("cpu", "cuda", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+FUSIONS = ("fuse-attention", "ort-fusions")
+CPU_FUSIONS = ("fuse-attention", "session-fusions")
+
+PIPELINES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("cpu", "fp32"): CPU_FUSIONS,
+    ("cpu", "int8-dynamic"): ("fuse-attention", "int8-dynamic", "session-fusions"),
+    ("cpu", "int8-static"): ("int8-static",),
+    ("cuda", "fp32"): FUSIONS,
+    ("cuda", "fp16"): ("fp16",),
+    ("cuda", "int8-static"): ("int8-static",),
+    ("tensorrt", "fp32"): (),
+    ("tensorrt", "fp16"): ("fp16",),
+    ("tensorrt", "int8-static"): ("int8-static",),
+}
+
+_WHY_NOT = {
+    ("cpu", "fp16"): "onnxruntime has no fast fp16 kernels on CPU (it would be slower than fp32); "
+                     "use --precision fp32 or int8-dynamic on cpu, or --target cuda / tensorrt for fp16",
+    ("cuda", "int8-dynamic"): "dynamic int8 kernels (DynamicQuantizeMatMul) exist on CPU only; "
+                              "use --precision int8-static (QDQ) or fp16 on cuda",
+    ("tensorrt", "int8-dynamic"): "TensorRT quantizes through explicit QDQ only; use --precision int8-static",
+}
+
+# Where each pass lives: imported on first use, so a pipeline never needs modules it does not run.
+PASS_MODULES = {
+    "fuse-attention": "encoderforge.graph_passes.fusion_attention",
+    "ort-fusions": "encoderforge.graph_passes.fusion_ort",
+    "infer-shapes": "encoderforge.graph_passes.infer_shapes",
+    "session-fusions": "encoderforge.graph_passes.session_fusions",
+    "pack-qkv": "encoderforge.graph_passes.fusion_packed_qkv",
+    "int8-dynamic": "encoderforge.graph_passes.quantize_dynamic",
+    "fp16": "encoderforge.graph_passes.fp16",
+    "int8-static": "encoderforge.graph_passes.quantize_static",
+}
+
+
+def pipeline(target: str, precision: str) -> tuple[str, ...]:
+    if target not in TARGETS:
+        raise UnknownKeyError(f"unknown target {target!r}; choose one of: {', '.join(TARGETS)}")
+    if precision not in PRECISIONS:
+        raise UnknownKeyError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if (target, precision) in _WHY_NOT:
+        raise UnsupportedError(f"--target {target} --precision {precision} is not supported: "
+                               f"{_WHY_NOT[(target, precision)]}")
+    return PIPELINES[(target, precision)]
+
+
+def resolve(name: str) -> GraphPass:
+    """The registered pass called `name`, importing its module first if needed."""
+    if name not in PASSES and name in PASS_MODULES:
+        importlib.import_module(PASS_MODULES[name])
+    return PASSES.get(name)
