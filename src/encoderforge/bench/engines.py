@@ -167,6 +167,7 @@ class OrtBaselineEngine(Engine):
 
         out = self.workdir / f"{self.group.key}-ort-int8.onnx"
         if not out.is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
             quantize_dynamic(plain.model_path, out, use_external_data_format=bool(plain.manifest.get("external_data")))
         return plain, out
 

@@ -80,6 +80,7 @@ class OptimumEngine(Engine):
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
                 raise Skip(f"the optimum worker failed (exit {done.returncode}): {last}")
             result: dict[str, Any] = json.loads((work / "result.json").read_text())
-        self.description = f"optimum-onnx {result.get('description', 'ORTModel')} (separate interpreter)"
+        self.description = (f"optimum-onnx {result.get('description', 'ORTModel')}, in its own interpreter after the "
+                            "interleaved engines (not interleaved: its ratios also carry the machine's drift)")
         self.info.update(result.get("versions", {}))
         return result

@@ -82,7 +82,8 @@ def make_groups(artifacts: list[Artifact]) -> list[Group]:
     groups = []
     for (origin, task), members in by_key.items():
         source = _source(members[0])
-        name = source.name if source is not None else members[0].path.name
+        name = members[0].path.name if source is None else (
+            source.parent.name if source.name in ("model", "checkpoint", "snapshot") else source.name)
         digest = hashlib.sha256(f"{origin}|{task}|{members[0].manifest['files'].get(members[0].manifest['model_file'], {})}"
                                 .encode()).hexdigest()[:10]
         groups.append(Group(name, f"{name}-{digest}", task, source, tuple(members)))
