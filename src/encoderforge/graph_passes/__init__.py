@@ -136,7 +136,7 @@ def _fidelity(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, 
     if not _fits(model):
         candidate = scratch / "candidate.onnx"
         onnx.save_model(model, str(candidate), save_as_external_data=True, location="candidate.onnx.data")
-    report = compare_models(source.model_path, candidate, feeds)
+    report = compare_models(source.model_path, candidate, feeds, artifact=source)  # embeddings: pooled
     manifest: dict[str, Any] = report.as_manifest()
     manifest["reference"] = "fp32 source artifact, onnxruntime CPU"
     return manifest
