@@ -45,6 +45,9 @@ class Engine:
     description: str = ""
     info: dict[str, Any] = field(default_factory=dict)
 
+    def prepare(self) -> None:
+        """One-off work a user does once, before loading (an export, a quantization): not timed."""
+
     def load(self, threads: int) -> None:
         raise NotImplementedError
 
@@ -171,13 +174,16 @@ class OrtBaselineEngine(Engine):
             quantize_dynamic(plain.model_path, out, use_external_data_format=bool(plain.manifest.get("external_data")))
         return plain, out
 
+    def prepare(self) -> None:
+        self._prepared = self._model_file()
+
     def load(self, threads: int) -> None:
         import onnxruntime as ort
 
         from encoderforge.runtime.backends.onnxruntime import OrtSession
         from encoderforge.runtime.pipelines import PIPELINES
 
-        plain, path = self._model_file()
+        plain, path = getattr(self, "_prepared", None) or self._model_file()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3

@@ -108,6 +108,15 @@ def _maxrss_kb() -> int:
     return value // 1024 if sys.platform == "darwin" else value  # bytes on macOS, KiB on Linux
 
 
+def trim_heap() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 class PeakMemory:
     """Peak RSS of the process between `reset()` and `peak_mb()`; `exact` is False when it cannot be reset."""
 
@@ -115,7 +124,10 @@ class PeakMemory:
         self.exact = False
 
     def reset(self) -> float:
-        """Reset the high-water mark (where possible); return the current RSS in MiB as the baseline."""
+        """Reset the high-water mark (where possible); return the current RSS in MiB as the baseline.
+        Memory that earlier engines freed is first handed back to the OS (glibc malloc_trim), else the next
+        engine would reuse it without its RSS growing."""
+        trim_heap()
         try:
             _CLEAR_REFS.write_text("5")
             self.exact = _status_kb("VmHWM") is not None

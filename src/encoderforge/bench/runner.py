@@ -182,8 +182,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             "name": engine.name, "role": engine.role, "group": engine.group.name, "skipped": None}
         if getattr(engine, "external", False):
             continue
-        started = time.perf_counter()
         try:
+            engine.prepare()
+            gc.collect()
+            started = time.perf_counter()
             with tracker.watch(record["name"] + record["group"]):
                 engine.load(threads)
         except Skip as exc:
