@@ -10,8 +10,9 @@ import json
 import logging
 import platform
 import shutil
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,12 +20,21 @@ import onnx
 
 from encoderforge import __version__
 from encoderforge.artifact import Artifact, staging, write_manifest
+from encoderforge.errors import ArtifactError
 from encoderforge.exporters.onnx_export import DYNAMO_OPSET, EXTERNAL_DATA_THRESHOLD, MIN_OPSET, MODEL_FILE
 
 log = logging.getLogger(__name__)
 
 # Which tokenizers.Encoding field feeds each graph input.
 FEEDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimizeSettings:
+    target: str = "cpu"  # cpu | cuda | tensorrt
+    precision: str = "fp32"  # fp32 | fp16 | int8-dynamic | int8-static
+    calibration_data: Path | None = None
+    max_accuracy_drop: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +49,9 @@ class ExportConfig:
     trust_remote_code: bool = False
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
     with_past: bool = False  # text-generation: also write model_with_past.onnx (KV cache in/out)
+    # Optional optimization right after export (the same as `encoderforge optimize`): None leaves the plain
+    # validated fp32 graph; otherwise the fp32 artifact is optimized into `output` and discarded.
+    optimize: OptimizeSettings | None = None
 
     def __post_init__(self) -> None:
         from encoderforge.errors import UnsupportedError
@@ -101,11 +114,8 @@ def _quiet_progress_bars() -> None:
 
 
 def _export_with_past(ref: Any, stage: Path, config: ExportConfig, tolerance: float, max_length: int) -> Any:
-    from encoderforge.errors import UnsupportedError
     from encoderforge.exporters.with_past import export_with_past
 
-    if ref.head.name != "text-generation":
-        raise UnsupportedError(f"--with-past applies to text-generation (causal-lm) only, not {ref.head.name!r}")
     return export_with_past(
         ref.model, ref.config, ref.tokenizer, ref.family.input_names, stage,
         opset=config.opset or MIN_OPSET,  # the with-past graph is always TorchScript
@@ -114,7 +124,27 @@ def _export_with_past(ref: Any, stage: Path, config: ExportConfig, tolerance: fl
 
 
 def export(config: ExportConfig) -> Artifact:
-    """Export, validate and write one artifact; raise an EncoderForgeError subclass on any failure."""
+    """Export, validate and write one artifact (optimized when `config.optimize` is set); raise an
+    EncoderForgeError subclass on any failure. Nothing is left behind on failure."""
+    if config.optimize is None:
+        return _export_fp32(config)
+    from encoderforge.graph_passes import OptimizeConfig, optimize
+
+    output = Path(config.output).expanduser().absolute()
+    if output.exists() and not config.force:  # fail before minutes of export, not after
+        raise ArtifactError(f"output {str(output)!r} already exists; pass --force to replace it or choose another path")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    settings = config.optimize
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as scratch:
+        fp32 = _export_fp32(replace(config, output=Path(scratch) / "fp32", force=False, optimize=None))
+        return optimize(OptimizeConfig(
+            artifact=fp32.path, output=output, target=settings.target, precision=settings.precision,
+            calibration_data=settings.calibration_data, max_accuracy_drop=settings.max_accuracy_drop,
+            force=config.force,
+        ))
+
+
+def _export_fp32(config: ExportConfig) -> Artifact:
     from encoderforge.exporters.loading import load_reference
     from encoderforge.exporters.onnx_export import head_module, trace
     from encoderforge.exporters.samples import validation_cases
