@@ -86,7 +86,11 @@ def summary(results_dir: Path) -> str:
              "fingerprint), results.md and plots. speedup = peer p50 / encoderforge p50 (> 1: encoderforge is",
              "faster), median over the sweep's (batch size, sequence length) points, engines interleaved point by",
              "point in one run. This machine is shared (2 cores, other jobs running): read the ratios, not the",
-             "absolute milliseconds.", "",
+             "absolute milliseconds. torch, ort-baseline and sentence-transformers run interleaved with our",
+             "engines; optimum runs afterwards in its own interpreter, so its ratios also carry the machine's",
+             "drift between the two phases (they moved by 2-10x between runs here): treat them as indicative.",
+             "Random-weight models (roberta, camembert, convbert) have real-size graphs, so latency is real; the",
+             "int8 graphs are built with `encoderforge optimize --precision int8-dynamic`.", "",
              "| model | ours | mode | vs peer | median speedup | b1 s128 p50 ms (ours / peer) |", "|---|---|---|---|---|---|"]
     for path in sorted(results_dir.glob("*/results.json")):
         result = json.loads(path.read_text())
