@@ -45,3 +45,18 @@ def test_errors_are_one_line_exit_2(argv: list[str], message: str, checkpoint: C
     assert main([a.format(**values) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_export_with_precision_writes_the_optimized_artifact(checkpoint: Callable[..., Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bert-cls-int8"
+    assert main(["export", "--model", str(checkpoint("bert", "cls")), "--task", "cls", "--output", str(out),
+                 "--precision", "int8-dynamic"]) == 0
+    manifest = Artifact.load(out).manifest
+    assert manifest["precision"] == "int8-dynamic" and manifest["validation"]["passed"]
+    assert manifest["fidelity"]["min_cosine"] > 0.99
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bert-cls-int8"]  # the fp32 stage is gone
+    assert "int8-dynamic" in capsys.readouterr().out
+    assert main(["export", "--model", str(checkpoint("bert", "cls")), "--task", "cls",
+                 "--output", str(tmp_path / "other"), "--precision", "int4"]) == 2
+    assert "int4" in capsys.readouterr().err

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any
 
 __version__ = "0.1.0"
 
 
-def load(path: str | os.PathLike[str], **options: Any) -> Any:
+def load(path: str | Path, **options: Any) -> Any:
     """Load an artifact directory as its task's pipeline (see encoderforge.runtime.load)."""
     from encoderforge.runtime import load as _load
 

@@ -7,9 +7,10 @@ to know the graph's outputs and post-processing. Adding a head is one `TASKS.reg
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from encoderforge.registry import Registry
 

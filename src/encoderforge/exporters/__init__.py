@@ -128,13 +128,14 @@ def export(config: ExportConfig) -> Artifact:
     EncoderForgeError subclass on any failure. Nothing is left behind on failure."""
     if config.optimize is None:
         return _export_fp32(config)
-    from encoderforge.graph_passes import OptimizeConfig, optimize
+    from encoderforge.graph_passes import OptimizeConfig, optimize, pipeline
 
+    settings = config.optimize
+    pipeline(settings.target, settings.precision)  # an unknown target / precision fails before the export
     output = Path(config.output).expanduser().absolute()
     if output.exists() and not config.force:  # fail before minutes of export, not after
         raise ArtifactError(f"output {str(output)!r} already exists; pass --force to replace it or choose another path")
     output.parent.mkdir(parents=True, exist_ok=True)
-    settings = config.optimize
     with tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as scratch:
         fp32 = _export_fp32(replace(config, output=Path(scratch) / "fp32", force=False, optimize=None))
         return optimize(OptimizeConfig(

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from encoderforge.artifact import Artifact
 from encoderforge.errors import UnsupportedError
 from encoderforge.runtime.backends import BACKENDS, get_backend
-from encoderforge.runtime.pipelines import PIPELINES, Pipeline
+from encoderforge.runtime.pipelines import PIPELINES
+from encoderforge.runtime.pipelines.base import Pipeline
 
 log = logging.getLogger(__name__)
 

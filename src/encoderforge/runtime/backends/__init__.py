@@ -40,7 +40,8 @@ class Session(Protocol):
 
 
 class Backend(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def available(self) -> str | None:
         """None when usable here, else the reason it is not (shown to the user)."""
@@ -57,6 +58,6 @@ def get_backend(name: str) -> Backend:
 
 
 # Importing registers them.
-from encoderforge.runtime.backends import onnxruntime as _onnxruntime  # noqa: E402,F401
-from encoderforge.runtime.backends import onnxruntime_cuda as _onnxruntime_cuda  # noqa: E402,F401
-from encoderforge.runtime.backends import tensorrt as _tensorrt  # noqa: E402,F401
+from encoderforge.runtime.backends import onnxruntime as _onnxruntime  # noqa: F401
+from encoderforge.runtime.backends import onnxruntime_cuda as _onnxruntime_cuda  # noqa: F401
+from encoderforge.runtime.backends import tensorrt as _tensorrt  # noqa: F401

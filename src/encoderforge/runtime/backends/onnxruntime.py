@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
 import numpy as np
+from typing_extensions import Self
 
 from encoderforge.errors import EncoderForgeError, UnsupportedError
 from encoderforge.runtime.backends import BACKENDS, TensorInfo
@@ -29,7 +30,7 @@ class OrtOptions:
     device_id: int = 0
 
     @classmethod
-    def from_kwargs(cls: type[_Options], options: dict[str, Any]) -> _Options:
+    def from_kwargs(cls, options: dict[str, Any]) -> Self:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:

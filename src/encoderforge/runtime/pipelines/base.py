@@ -14,6 +14,7 @@ from encoderforge.runtime.backends import Session
 from encoderforge.runtime.batching import length_batches
 from encoderforge.tokenization import ArtifactTokenizer
 
+
 class Pipeline:
     task: str = ""
 
