@@ -21,7 +21,8 @@ import onnx
 from encoderforge import __version__
 from encoderforge.artifact import Artifact, staging, write_manifest
 from encoderforge.errors import ArtifactError
-from encoderforge.exporters.onnx_export import DYNAMO_OPSET, EXTERNAL_DATA_THRESHOLD, MIN_OPSET, MODEL_FILE
+from encoderforge.exporters.onnx_export import DYNAMO_OPSET, MIN_OPSET
+from encoderforge.onnx_files import EXTERNAL_DATA_THRESHOLD, MODEL_FILE, value_table
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,6 @@ def _versions() -> dict[str, str]:
         "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__,
         "python": platform.python_version(),
     }
-
-
-def _value_table(values: Any) -> list[dict[str, Any]]:
-    table = []
-    for value in values:
-        tensor = value.type.tensor_type
-        axes = [d.dim_param or d.dim_value for d in tensor.shape.dim]
-        table.append({"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
-                      "axes": axes})
-    return table
 
 
 def _copy_sentence_transformers_config(source: str, stage: Path) -> dict[str, Any] | None:
@@ -183,8 +174,8 @@ def _export_fp32(config: ExportConfig) -> Artifact:
             "source": config.model,
             "model_file": MODEL_FILE,
             "external_data": len(files) > 1,
-            "inputs": _value_table(graph.graph.input),
-            "outputs": _value_table(graph.graph.output),
+            "inputs": value_table(graph.graph.input),
+            "outputs": value_table(graph.graph.output),
             "feeds": {name: FEEDS[name] for name in family.input_names},
             "padding_sensitive": family.padding_sensitive,
             "tokenizer": tokenizer_section,

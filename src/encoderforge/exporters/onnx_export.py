@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -14,15 +13,11 @@ import onnx
 
 from encoderforge.errors import ExportError
 from encoderforge.exporters.families import Exporter
+from encoderforge.onnx_files import EXTERNAL_DATA_THRESHOLD, save_graph
 from encoderforge.tasks import TaskHead
 
-MODEL_FILE = "model.onnx"
-DATA_FILE = "model.onnx.data"
 MIN_OPSET = 17  # LayerNormalization is one op from opset 17 on
 DYNAMO_OPSET = 18  # the dynamo exporter's native opset; at 17 its Split(num_outputs) is invalid
-# Protobuf cannot hold a message over 2 GiB; above this the weights go to DATA_FILE.
-# Overridable (tests lower it to exercise the external-data path on a tiny model).
-EXTERNAL_DATA_THRESHOLD = int(os.environ.get("ENCODERFORGE_EXTERNAL_DATA_THRESHOLD", "1800000000"))
 
 
 def head_module(model: Any, head: TaskHead, input_names: tuple[str, ...]) -> Any:
@@ -108,22 +103,3 @@ def _rename_dynamic_dims(graph: onnx.ModelProto, head: TaskHead, input_names: tu
         for index, axis in axes.get(value.name, {}).items():
             dim = value.type.tensor_type.shape.dim[index]
             dim.dim_param = axis
-
-
-def save_graph(graph: onnx.ModelProto, directory: Path, *, external_data_threshold: int) -> list[str]:
-    """Write model.onnx, moving weights to model.onnx.data when the graph would exceed the threshold."""
-    size = graph.ByteSize() if _fits_in_protobuf(graph) else external_data_threshold + 1
-    target = directory / MODEL_FILE
-    if size > external_data_threshold:
-        onnx.save_model(
-            graph, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
-            location=DATA_FILE, size_threshold=1024,
-        )
-        return [MODEL_FILE, DATA_FILE]
-    onnx.save_model(graph, str(target))
-    return [MODEL_FILE]
-
-
-def _fits_in_protobuf(graph: onnx.ModelProto) -> bool:
-    total = sum(len(t.raw_data) for t in graph.graph.initializer)
-    return total < 2**31 - 2**26  # leave room for the graph itself

@@ -30,10 +30,10 @@ import numpy as np
 import onnx
 
 from encoderforge.errors import ExportError, UnsupportedError, ValidationError
+from encoderforge.onnx_files import save_graph, value_table
 from encoderforge.runtime.pipelines.text_generation import positions
 
 WITH_PAST_FILE = "model_with_past.onnx"
-WITH_PAST_DATA = "model_with_past.onnx.data"
 BATCH, SEQUENCE, PAST, TOTAL = "batch", "sequence", "past_sequence", "total_sequence"
 
 
@@ -108,7 +108,6 @@ def export_with_past(
     """Write WITH_PAST_FILE into `directory`, validate it, and return its manifest section."""
     import torch
 
-    from encoderforge.exporters import _value_table
     from encoderforge.exporters.samples import SENTENCES
 
     if not getattr(config, "is_decoder", False):
@@ -152,7 +151,7 @@ def export_with_past(
         finally:
             model.eval()  # the TorchScript exporter can leave the module in training mode
         graph = onnx.load(str(raw), load_external_data=True)
-    files = _save(graph, directory, external_data_threshold)
+    files = save_graph(graph, directory, name=WITH_PAST_FILE, external_data_threshold=external_data_threshold)
     report = validate_with_past(
         wrapped, model, directory / WITH_PAST_FILE, tokenizer, input_names, rule, layers, heads, config,
         tolerance=tolerance, max_length=max_length,
@@ -166,8 +165,8 @@ def export_with_past(
         "num_heads": heads,
         "head_dim": int(past[0].shape[-1]),
         "positions": rule,
-        "inputs": _value_table(saved.graph.input),
-        "outputs": _value_table(saved.graph.output),
+        "inputs": value_table(saved.graph.input),
+        "outputs": value_table(saved.graph.output),
         "validation": report,
     }
 
@@ -182,17 +181,6 @@ def _empty_past(model: Any, layers: int, heads: int, config: Any, batch: int = 1
     head_dim = int(config.hidden_size) // heads
     dtype = next(model.parameters()).detach().numpy().dtype
     return [np.zeros((batch, heads, 0, head_dim), dtype=dtype) for _ in range(2 * layers)]
-
-
-def _save(graph: onnx.ModelProto, directory: Path, threshold: int) -> list[str]:
-    weights = sum(len(t.raw_data) for t in graph.graph.initializer)
-    target = directory / WITH_PAST_FILE
-    if weights > min(threshold, 2**31 - 2**26):
-        onnx.save_model(graph, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=WITH_PAST_DATA, size_threshold=1024)
-        return [WITH_PAST_FILE, WITH_PAST_DATA]
-    onnx.save_model(graph, str(target))
-    return [WITH_PAST_FILE]
 
 
 def validate_with_past(

@@ -27,6 +27,7 @@ from encoderforge.artifact import MANIFEST, Artifact, staging, write_manifest
 from encoderforge.errors import ArtifactError, InputError, ValidationError
 from encoderforge.graph_passes.base import PASSES, GraphPass, PassContext, PassResult
 from encoderforge.graph_passes.pipelines import PIPELINES, PRECISIONS, TARGETS, pipeline, resolve
+from encoderforge.onnx_files import DATA_FILE, MODEL_FILE, needs_external_data, save_graph, value_table
 
 __all__ = [
     "DEFAULT_MAX_DROP",
@@ -50,9 +51,6 @@ Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
 
 # Default bound on 1 - min cosine (vs the fp32 source, held-out text) per precision; relax with max_accuracy_drop.
 DEFAULT_MAX_DROP = {"fp32": 1e-4, "fp16": 1e-3, "int8-dynamic": 1e-2, "int8-static": 1e-2}
-MODEL_FILE = "model.onnx"
-DATA_FILE = "model.onnx.data"
-_EXTERNAL_THRESHOLD = 1_800_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,27 +131,13 @@ def _fidelity(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, 
 
     feeds = fidelity_feeds(source, count=config.fidelity_samples)
     candidate: onnx.ModelProto | Path = model
-    if not _fits(model):
+    if needs_external_data(model):
         candidate = scratch / "candidate.onnx"
-        onnx.save_model(model, str(candidate), save_as_external_data=True, location="candidate.onnx.data")
+        save_graph(model, scratch, name=candidate.name)
     report = compare_models(source.model_path, candidate, feeds, artifact=source)  # embeddings: pooled
     manifest: dict[str, Any] = report.as_manifest()
     manifest["reference"] = "fp32 source artifact, onnxruntime CPU"
     return manifest
-
-
-def _fits(model: onnx.ModelProto) -> bool:
-    return sum(len(t.raw_data) for t in model.graph.initializer) < _EXTERNAL_THRESHOLD
-
-
-def _value_table(values: Any) -> list[dict[str, Any]]:
-    table = []
-    for value in values:
-        tensor = value.type.tensor_type
-        table.append({"name": value.name,
-                      "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
-                      "axes": [d.dim_param or d.dim_value for d in tensor.shape.dim]})
-    return table
 
 
 def _write(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, results: list[PassResult],
@@ -166,20 +150,15 @@ def _write(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, res
             target = stage / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source.path / name, target)
-        external = not _fits(model)
-        if external:
-            onnx.save_model(model, str(stage / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=DATA_FILE, size_threshold=1024)
-        else:
-            onnx.save_model(model, str(stage / MODEL_FILE))
+        external = len(save_graph(model, stage)) > 1
         manifest = {k: v for k, v in source.manifest.items() if k not in ("files", "schema_version")}
         shortfalls = {f"{r.name}:{op}": {"expected": e, "achieved": a}
                       for r in results for op, (e, a) in r.shortfalls().items()}
         manifest.update({
             "model_file": MODEL_FILE,
             "external_data": external,
-            "inputs": _value_table(model.graph.input),
-            "outputs": _value_table(model.graph.output),
+            "inputs": value_table(model.graph.input),
+            "outputs": value_table(model.graph.output),
             "precision": config.precision,
             "target": config.target,
             "passes": [*source.manifest.get("passes", []), *(r.as_manifest() for r in results)],
