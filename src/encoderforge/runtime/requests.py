@@ -34,15 +34,17 @@ class RunConfig:
     progress: bool = True
 
 
+def json_default(value: object) -> object:
+    """`json.dumps(default=...)` for pipeline results: numpy arrays and scalars become lists and numbers."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def run_requests(config: RunConfig) -> int:
     """Answer one request or a JSONL file; return the exit status (1 when a line failed)."""
-    def jsonable(value: object) -> object:
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        if isinstance(value, np.generic):
-            return value.item()
-        raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
     options = dict(config.options)
     single = dict(config.single)
     pipe = load(config.artifact, device=config.device, verify=config.verify)
@@ -70,7 +72,7 @@ def run_requests(config: RunConfig) -> int:
         if not single:
             raise InputError("nothing to run: pass --text (or --prompt/--choice, --question/--context) "
                              "or --input FILE.jsonl")
-        text = json.dumps(answer(single), ensure_ascii=False, default=jsonable)
+        text = json.dumps(answer(single), ensure_ascii=False, default=json_default)
         if config.output:
             Path(config.output).write_text(text + "\n", encoding="utf-8")
         else:
@@ -130,7 +132,7 @@ def run_requests(config: RunConfig) -> int:
                 errors += 1
             step(1)
     close()
-    text = "".join(json.dumps(r, ensure_ascii=False, default=jsonable) + "\n" for r in results)
+    text = "".join(json.dumps(r, ensure_ascii=False, default=json_default) + "\n" for r in results)
     if config.output:
         Path(config.output).write_text(text, encoding="utf-8")
         print(f"wrote {len(results)} results to {config.output}" + (f" ({errors} failed)" if errors else ""),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from encoderforge.errors import EncoderForgeError, InputError, UnsupportedError
+from encoderforge.runtime.requests import json_default
 
 DEFAULT_MAX_TEXT_BYTES = 200_000
 
@@ -45,15 +46,7 @@ class TaskIO:
 
 def to_json_bytes(value: Any) -> bytes:
     """JSON for pipeline results (numpy scalars and arrays included)."""
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-    return json.dumps(value, default=default, ensure_ascii=False).encode("utf-8")
+    return json.dumps(value, default=json_default, ensure_ascii=False).encode("utf-8")
 
 
 def _json_rows(results: Sequence[Any]) -> list[dict[str, np.ndarray]]:
