@@ -80,6 +80,17 @@ def run_pipeline(pipeline: Any, task: str, inputs: PointInputs) -> Call:
     return lambda: pipeline(texts, **kwargs)
 
 
+def session_or_pipeline_call(session: Any, pipeline: Any, no_pipeline: str | None, task: str, mode: Mode,
+                             inputs: PointInputs) -> Call:
+    """Model-only: the session on the point's feed; end to end: the pipeline on its texts (or Skip why not)."""
+    if mode == "model":
+        feed = inputs.feed
+        return lambda: session.run(feed)
+    if pipeline is None:
+        raise Skip(no_pipeline or "pipeline not loaded")
+    return run_pipeline(pipeline, task, inputs)
+
+
 class EncoderForgeEngine(Engine):
     """An artifact through encoderforge.load (onnxruntime CPU): graph only, or text in -> answer out."""
 
@@ -106,12 +117,7 @@ class EncoderForgeEngine(Engine):
             self.session = get_backend("onnxruntime-cpu").load(str(self.artifact.model_path), intra_op_threads=threads)
 
     def call(self, mode: Mode, inputs: PointInputs) -> Call:
-        if mode == "model":
-            session, feed = self.session, inputs.feed
-            return lambda: session.run(feed)
-        if self.pipeline is None:
-            raise Skip(self.no_pipeline or "pipeline not loaded")
-        return run_pipeline(self.pipeline, self.artifact.task, inputs)
+        return session_or_pipeline_call(self.session, self.pipeline, self.no_pipeline, self.artifact.task, mode, inputs)
 
     def close(self) -> None:
         if self.pipeline is not None:
@@ -197,12 +203,7 @@ class OrtBaselineEngine(Engine):
             self.no_pipeline = f"no encoderforge pipeline for task {plain.task!r}"
 
     def call(self, mode: Mode, inputs: PointInputs) -> Call:
-        if mode == "model":
-            session, feed = self.session, inputs.feed
-            return lambda: session.run(feed)
-        if self.pipeline is None:
-            raise Skip(self.no_pipeline or "pipeline not loaded")
-        return run_pipeline(self.pipeline, self.group.task, inputs)
+        return session_or_pipeline_call(self.session, self.pipeline, self.no_pipeline, self.group.task, mode, inputs)
 
     def close(self) -> None:
         self.session = self.pipeline = None

@@ -65,27 +65,36 @@ def trace(
     wrapped = head_module(model, head, input_names)
     args = tuple(torch.from_numpy(example[name]) for name in input_names)
     output_names = [spec.name for spec in head.outputs]
+    other = "torchscript" if exporter == "dynamo" else "dynamo"
+    graph = export_graph(
+        model, wrapped, args, directory, what=f"{exporter} export of {head.name!r}", hint=f"try --exporter {other}",
+        input_names=list(input_names), output_names=output_names, opset_version=opset,
+        dynamo=exporter == "dynamo", do_constant_folding=True,
+        **(_dynamo_options(head, input_names) if exporter == "dynamo"
+           else {"dynamic_axes": dynamic_axes(head, input_names)}),
+    )
+    _rename_dynamic_dims(graph, head, input_names)
+    return save_graph(graph, directory, external_data_threshold=external_data_threshold)
+
+
+def export_graph(model: Any, wrapped: Any, args: tuple[Any, ...], directory: Path, *, what: str, hint: str = "",
+                 **export_options: Any) -> onnx.ModelProto:
+    """Run torch.onnx.export quietly into a scratch file under `directory` and load the graph (with its weights).
+    Any failure is one ExportError naming `what`; the module is put back in eval mode either way."""
+    import torch
+
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         raw = Path(scratch) / "raw.onnx"
         captured = io.StringIO()
         try:
             with torch.no_grad(), redirect_stdout(captured), redirect_stderr(captured):
-                torch.onnx.export(
-                    wrapped, args, str(raw), input_names=list(input_names), output_names=output_names,
-                    opset_version=opset, dynamo=exporter == "dynamo", do_constant_folding=True,
-                    **(_dynamo_options(head, input_names) if exporter == "dynamo"
-                       else {"dynamic_axes": dynamic_axes(head, input_names)}),
-                )
+                torch.onnx.export(wrapped, args, str(raw), **export_options)
         except Exception as exc:  # torch raises many types; all mean the same thing to the user
-            raise ExportError(
-                f"{exporter} export of {head.name!r} failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}; "
-                f"try --exporter {'torchscript' if exporter == 'dynamo' else 'dynamo'}"
-            ) from exc
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"{what} failed: {first_line}" + (f"; {hint}" if hint else "")) from exc
         finally:
             model.eval()  # the TorchScript exporter can leave the module in training mode
-        graph = onnx.load(str(raw), load_external_data=True)
-    _rename_dynamic_dims(graph, head, input_names)
-    return save_graph(graph, directory, external_data_threshold=external_data_threshold)
+        return onnx.load(str(raw), load_external_data=True)
 
 
 def _dynamo_options(head: TaskHead, input_names: tuple[str, ...]) -> dict[str, Any]:

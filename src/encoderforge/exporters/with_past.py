@@ -20,9 +20,6 @@ cached-step logits against the no-cache model's logits on the same sequence.
 
 from __future__ import annotations
 
-import io
-import tempfile
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ import numpy as np
 import onnx
 
 from encoderforge.errors import ExportError, UnsupportedError, ValidationError
+from encoderforge.exporters.onnx_export import export_graph
 from encoderforge.onnx_files import save_graph, value_table
 from encoderforge.runtime.pipelines.text_generation import positions
 
@@ -135,22 +133,11 @@ def export_with_past(
     axes["logits"] = {0: BATCH, 1: SEQUENCE}
     axes.update({name: {0: BATCH, 2: PAST} for name in kv_names(layers, "past_key_values")})
     axes.update({name: {0: BATCH, 2: TOTAL} for name in kv_names(layers, "present")})
-    with tempfile.TemporaryDirectory(dir=directory) as scratch:
-        raw = Path(scratch) / "raw.onnx"
-        captured = io.StringIO()
-        try:
-            with torch.no_grad(), redirect_stdout(captured), redirect_stderr(captured):
-                torch.onnx.export(
-                    wrapped, _torch_args(example, graph_inputs), str(raw), input_names=graph_inputs,
-                    output_names=graph_outputs, dynamic_axes=axes, opset_version=opset, dynamo=False,
-                    do_constant_folding=True,
-                )
-        except Exception as exc:  # torch raises many types; all mean the same thing here
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"torchscript export of the with_past graph failed: {first_line}") from exc
-        finally:
-            model.eval()  # the TorchScript exporter can leave the module in training mode
-        graph = onnx.load(str(raw), load_external_data=True)
+    graph = export_graph(
+        model, wrapped, _torch_args(example, graph_inputs), directory,
+        what="torchscript export of the with_past graph", input_names=graph_inputs, output_names=graph_outputs,
+        dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True,
+    )
     files = save_graph(graph, directory, name=WITH_PAST_FILE, external_data_threshold=external_data_threshold)
     report = validate_with_past(
         wrapped, model, directory / WITH_PAST_FILE, tokenizer, input_names, rule, layers, heads, config,
