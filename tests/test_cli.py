@@ -54,7 +54,9 @@ def test_export_with_precision_writes_the_optimized_artifact(checkpoint: Callabl
                  "--precision", "int8-dynamic"]) == 0
     manifest = Artifact.load(out).manifest
     assert manifest["precision"] == "int8-dynamic" and manifest["validation"]["passed"]
-    assert manifest["fidelity"]["min_cosine"] > 0.99
+    fidelity = manifest["fidelity"]  # 2-9 logits per row: judged on pooled SNR, not per-row cosines
+    assert fidelity["accuracy_drop"] <= fidelity["bound"]["max_accuracy_drop"]
+    assert min(o["pooled_sqnr_db"] for o in fidelity["outputs"].values()) > 28
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bert-cls-int8"]  # the fp32 stage is gone
     assert "int8-dynamic" in capsys.readouterr().out
     assert main(["export", "--model", str(checkpoint("bert", "cls")), "--task", "cls",

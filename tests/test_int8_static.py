@@ -25,11 +25,11 @@ from encoderforge.fidelity import (
 )
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.quantize_static import QUANTIZED_OPS, quantized_nodes, tensorrt_rule_violations
+from tests.fidelity_bounds import INT8
 
 # one head per family, covering every head kind (pairs, choices, per-token, pooled, embeddings)
 CASES = [("bert", "text-classification"), ("roberta", "question-answering"), ("camembert", "token-classification"),
          ("convbert", "multiple-choice"), ("rembert", "feature-extraction")]
-MIN_COSINE, MIN_SQNR_DB = 0.995, 25.0  # the goals for random-weight models
 
 
 def _int8(art: Artifact, tmp_path: Path, target: str = "cpu", model: onnx.ModelProto | None = None,
@@ -47,9 +47,7 @@ def test_static_int8_fidelity(family: str, task: str, target: str, artifact: Cal
     model, result = _int8(art, tmp_path, target)
     assert result.counts["quantized_nodes"] >= 8 and result.counts["excluded_nodes"] == 0
     report = compare_models(art.model_path, model, fidelity_feeds(art), artifact=art)
-    assert report.finite
-    assert report.min_cosine >= MIN_COSINE, report.as_manifest()
-    assert report.median_sqnr_db >= MIN_SQNR_DB, report.as_manifest()
+    assert INT8.violations(report) == [], report.as_manifest()
     onnx.checker.check_model(model)
 
 
@@ -59,7 +57,7 @@ def test_calibration_methods(method: str, artifact: Callable[..., Artifact], tmp
     model, result = _int8(art, tmp_path, calibration_method=method)
     assert f"calibration: {method}, 32 samples" in result.notes
     report = compare_models(art.model_path, model, fidelity_feeds(art, count=8), artifact=art)
-    assert report.min_cosine >= MIN_COSINE and report.median_sqnr_db >= MIN_SQNR_DB, report.as_manifest()
+    assert INT8.violations(report) == [], report.as_manifest()
     assert (tmp_path / "int8-static" / f"calibration-{method}.json").is_file()  # ranges collected once, cached
 
 
@@ -196,4 +194,4 @@ def test_smoothing_is_exact_in_fp32(artifact: Callable[..., Artifact], tmp_path:
     assert report.max_abs_diff < 1e-4
     model, result = _int8(art, tmp_path, smooth_quant_alpha=0.5)
     assert result.counts["smoothed_activations"] == count
-    assert compare_models(source, model, fidelity_feeds(art, count=4)).min_cosine >= MIN_COSINE
+    assert INT8.violations(compare_models(source, model, fidelity_feeds(art, count=4))) == []

@@ -26,7 +26,9 @@ def test_optimize_int8_dynamic_end_to_end(source: Artifact, tmp_path: Path, caps
     assert "pass int8-dynamic" in printed and "min cosine" in printed and "SHORTFALL" not in printed
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["precision"] == "int8-dynamic"
-    assert manifest["fidelity"]["min_cosine"] > 0.99
+    fidelity = manifest["fidelity"]  # 2-9 logits per row: judged on pooled SNR, not per-row cosines
+    assert fidelity["accuracy_drop"] <= fidelity["bound"]["max_accuracy_drop"]
+    assert min(o["pooled_sqnr_db"] for o in fidelity["outputs"].values()) > 28
     Artifact.load(out)
     # the result is an artifact like any other: inspect reads it
     assert main(["inspect", str(out), "--json"]) == 0

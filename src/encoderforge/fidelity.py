@@ -10,12 +10,22 @@ question-answering and multiple-choice heads (multiple-choice feeds have shape (
     argmax_agreement   share of last-axis vectors whose argmax agrees (None when the last axis has size 1)
     min_cosine         worst cosine similarity between reference and candidate last-axis vectors
     median_sqnr_db     median over feeds of 10 log10(sum ref^2 / sum (ref - cand)^2)
+    pooled_sqnr_db     10 log10(sum ref^2 / sum (ref - cand)^2) over every element of all feeds at once
+    relative_max_error max |ref - cand| / max |ref| over all feeds
+
+Which metric means something depends on the output: a cosine or an argmax over the 2-3 logits of a
+classification or multiple-choice row is noise on near-tied random logits, while `pooled_sqnr_db` and
+`relative_max_error` pool every element and hold for any output shape; cosine is meaningful on long
+vectors (hidden states, vocabulary logits, embeddings).
 
 Per-token outputs (batch, seq, ...) are compared on real tokens only: rows where the attention mask is 0
 (padding) carry no meaning and are left out.
 
-The accuracy-drop metric used by budgets (``--max-accuracy-drop``) is ``1 - min_cosine`` over the task
-outputs: 0 means every output vector points the same way as fp32's. For embedding artifacts (a
+The accuracy-drop metric used by budgets (``--max-accuracy-drop``) is ``1 - agreement`` over the task
+outputs, where an output's agreement is its min cosine when its vectors are long (last axis >= 16: hidden
+states, vocabulary logits, embeddings) and otherwise ``1 - sum (ref - cand)^2 / (2 sum ref^2)`` pooled over
+every row, from `pooled_sqnr_db` (a per-row cosine over a few logits is noise; to first order the two agree,
+and unlike a cosine the pooled form also sees a wrong output scale): 0 means fp32's outputs exactly. For embedding artifacts (a
 sentence-transformers pooling in the manifest) the task output is the pooled ``sentence_embedding`` (mean /
 cls / max over real tokens, as the runtime pools), reported next to the raw per-token hidden states; for
 every other head it is the graph's outputs (logits). It is meaningful on random-weight models too, where
@@ -38,6 +48,7 @@ from encoderforge.errors import InputError
 from encoderforge.tokenization import ArtifactTokenizer, TextInput
 
 Feed = dict[str, np.ndarray]
+LONG_VECTOR = 16  # last-axis size from which a per-row cosine means something
 
 # Choices for multiple-choice feeds (held out from the exporter's MC_PROMPTS).
 _CHOICES = (
@@ -188,10 +199,23 @@ class OutputFidelity:
     min_cosine: float
     median_sqnr_db: float
     nonfinite: int = 0  # count of inf/nan in the candidate's output
+    pooled_sqnr_db: float = math.inf  # SQNR over every element of all feeds at once
+    relative_max_error: float = 0.0  # max abs diff / max abs of the reference output
+    vector_length: int = 0  # size of the last axis (the vectors cosine and argmax are taken over)
+
+    @property
+    def agreement(self) -> float:
+        """The per-row min cosine on long vectors, 1 - noise / (2 signal) pooled on short ones (module doc)."""
+        if self.vector_length >= LONG_VECTOR:
+            return self.min_cosine
+        if self.pooled_sqnr_db == -math.inf:
+            return -1.0
+        return max(-1.0, 1.0 - 0.5 * 10.0 ** (-self.pooled_sqnr_db / 10.0))
 
     def as_manifest(self) -> dict[str, Any]:
         return {"max_abs_diff": self.max_abs_diff, "argmax_agreement": self.argmax_agreement,
-                "min_cosine": self.min_cosine, "median_sqnr_db": self.median_sqnr_db, "nonfinite": self.nonfinite}
+                "min_cosine": self.min_cosine, "median_sqnr_db": self.median_sqnr_db, "nonfinite": self.nonfinite,
+                "pooled_sqnr_db": _finite_or_none(self.pooled_sqnr_db), "relative_max_error": self.relative_max_error}
 
 
 @dataclass(frozen=True)
@@ -203,9 +227,9 @@ class FidelityReport:
     task_outputs: tuple[str, ...] = ()  # outputs the accuracy drop is measured on (empty: all)
 
     @property
-    def task_min_cosine(self) -> float:
+    def task_agreement(self) -> float:
         names = [n for n in self.task_outputs if n in self.outputs] or list(self.outputs)
-        return min((self.outputs[n].min_cosine for n in names), default=1.0)
+        return min((self.outputs[n].agreement for n in names), default=1.0)
 
     @property
     def max_abs_diff(self) -> float:
@@ -226,8 +250,8 @@ class FidelityReport:
 
     @property
     def accuracy_drop(self) -> float:
-        """1 - min cosine over the task outputs (the metric `max_accuracy_drop` budgets)."""
-        return 1.0 - self.task_min_cosine
+        """1 - agreement over the task outputs (the metric `max_accuracy_drop` budgets)."""
+        return 1.0 - self.task_agreement
 
     @property
     def finite(self) -> bool:
@@ -236,7 +260,8 @@ class FidelityReport:
     def as_manifest(self) -> dict[str, Any]:
         return {
             "samples": self.samples,
-            "metric": "accuracy_drop = 1 - min cosine of task output vectors vs the fp32 reference",
+            "metric": "accuracy_drop = 1 - agreement (min cosine of long task output vectors, 1 - noise / "
+                      "(2 signal) pooled over short ones) vs the fp32 reference",
             "task_outputs": list(self.task_outputs) or list(self.outputs),
             "max_abs_diff": self.max_abs_diff,
             "argmax_agreement": self.argmax_agreement,
@@ -292,6 +317,36 @@ def _with_pooled(outputs: Sequence[Mapping[str, np.ndarray]], feeds: Sequence[Fe
     return pooled
 
 
+class _Pooled:
+    """Running sums over every compared element of one output, across feeds."""
+
+    def __init__(self) -> None:
+        self.count, self.squares, self.noise, self.peak, self.worst = 0, 0.0, 0.0, 0.0, 0.0
+
+    def add(self, ref: np.ndarray, cand: np.ndarray) -> None:
+        diff = ref - cand
+        self.count += ref.size
+        self.squares += float(np.sum(ref**2))
+        self.noise += float(np.sum(diff**2))
+        self.peak = max(self.peak, float(np.max(np.abs(ref))))
+        gap = np.abs(diff)
+        self.worst = max(self.worst, float(gap.max()) if np.isfinite(gap).all() else math.inf)
+
+    def sqnr_db(self) -> float:
+        if not self.count or self.noise == 0.0:
+            return math.inf
+        if not math.isfinite(self.noise):
+            return -math.inf
+        return 10.0 * math.log10(max(self.squares, 1e-300) / self.noise)
+
+    def relative_max_error(self) -> float:
+        if not self.count:
+            return 0.0
+        if not math.isfinite(self.worst):
+            return math.inf
+        return self.worst / self.peak if self.peak > 0 else (0.0 if self.worst == 0 else math.inf)
+
+
 def compare_outputs(
     reference: Sequence[Mapping[str, np.ndarray]], candidate: Sequence[Mapping[str, np.ndarray]],
     feeds: Sequence[Feed], *, pooling: str | None = None,
@@ -310,6 +365,7 @@ def compare_outputs(
     for name in names:
         max_diff, agree, total, min_cos, nonfinite = 0.0, 0, 0, 1.0, 0
         sqnrs = []
+        pooled = _Pooled()
         has_argmax = True
         for ref_out, cand_out, feed in zip(reference, candidate, feeds):
             if name not in cand_out:
@@ -322,6 +378,7 @@ def compare_outputs(
             ref_rows, cand_rows = _real_rows(ref, feed), _real_rows(cand, feed)
             if ref_rows.size == 0:
                 continue
+            pooled.add(ref_rows, cand_rows)
             diff = np.abs(ref_rows - cand_rows)
             max_diff = max(max_diff, float(np.nanmax(diff)) if np.isfinite(diff).all() else math.inf)
             if ref_rows.shape[-1] > 1:
@@ -350,6 +407,9 @@ def compare_outputs(
             min_cosine=min_cos,
             median_sqnr_db=float(np.median(sqnrs)) if sqnrs else math.inf,
             nonfinite=nonfinite,
+            pooled_sqnr_db=pooled.sqnr_db(),
+            relative_max_error=pooled.relative_max_error(),
+            vector_length=int(np.shape(reference[0][name])[-1]) if np.ndim(reference[0][name]) else 1,
         )
     return FidelityReport(outputs, samples=len(feeds), rows=rows_total, task_outputs=task_outputs)
 

@@ -1,9 +1,10 @@
 """The accuracy budget: keep the most sensitive nodes in fp32 until the fidelity bound holds.
 
-Metric (``--max-accuracy-drop``): ``accuracy_drop = 1 - min cosine`` between the quantized and the fp32
-graph's output vectors on held-out text (`encoderforge.fidelity.fidelity_feeds`), worst vector of every
-output. 0.01 means no output vector (a token's hidden state, a row of logits) turns by more than
-cos^-1(0.99) = 8.1 degrees. It is meaningful on random-weight models, where argmax agreement is not.
+Metric (``--max-accuracy-drop``): ``accuracy_drop = 1 - agreement`` between the quantized and the fp32
+graph's outputs on held-out text (`encoderforge.fidelity.fidelity_feeds`): the min cosine over long output
+vectors (0.01: no token's hidden state or vocabulary row turns by more than cos^-1(0.99) = 8.1 degrees), the
+1 - noise / (2 signal) pooled over every row for short ones (a few class or choice logits). It is meaningful on
+random-weight models, where argmax agreement is not.
 
 Sweep (each step a full quantization from one cached calibration, so ranges are collected once):
 
@@ -59,7 +60,7 @@ class SweepResult:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
     def as_manifest(self) -> dict[str, Any]:
-        return {"metric": "accuracy_drop = 1 - min cosine vs fp32 on held-out text",
+        return {"metric": "accuracy_drop = 1 - agreement vs fp32 on held-out text (see encoderforge.fidelity)",
                 "full_quantization_drop": self.full_drop, "final_drop": self.drop,
                 "excluded_groups": self.excluded_groups, "excluded_nodes": len(self.excluded_nodes),
                 "sensitivity": self.sensitivity, "steps": self.steps}
