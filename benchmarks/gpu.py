@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from encoderforge.bench.portable import portable
+
 POINTS = ((1, 128), (128, 128))
 TARGETS = {  # issue 6's targets on an H100: (engine, batch) -> ("max_ms" | "min_seq_per_s", value)
     ("ort-cuda-fp16", 1): ("max_ms", 1.0), ("trt-fp16", 1): ("max_ms", 0.40), ("trt-int8", 1): ("max_ms", 0.30),
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(result["verdicts"]))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    result = portable(result)  # committed results name no path of this machine
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")

@@ -34,6 +34,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from encoderforge.bench.portable import portable
+from encoderforge.cpu import current_cpu
+
 MODELS = {"roberta-qa": ("roberta", "question-answering"), "convbert-ner": ("convbert", "token-classification")}
 PEER = {"roberta-qa": {"ort-fp32": 134.0, "ort-optimizer": 140.0, "ort-int8-dynamic": 76.0},
         "convbert-ner": {"ort-fp32": 193.0, "ort-int8-dynamic": 166.0}}
@@ -41,20 +44,10 @@ TARGETS = {"roberta-qa": {"ef-fp32": 125.0, "ef-int8-dynamic": 55.0}, "convbert-
 
 
 def fingerprint() -> dict[str, Any]:
-    flags: set[str] = set()
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            if key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return {"cpu": model, "isa": isa, "logical_cores": os.cpu_count(), "load_avg_at_start": os.getloadavg(),
-            "onnxruntime": ort.__version__, "onnx": onnx.__version__, "python": platform.python_version()}
+    cpu = current_cpu()
+    return {"cpu": cpu.model, "isa": cpu.isa, "cpu_kind": cpu.kind, "logical_cores": os.cpu_count(),
+            "load_avg_at_start": os.getloadavg(), "onnxruntime": ort.__version__, "onnx": onnx.__version__,
+            "python": platform.python_version()}
 
 
 def artifact_for(name: str, work: Path) -> Path:
@@ -241,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"]["load_avg_at_end"] = os.getloadavg()
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    result = portable(result)  # committed results name no path of this machine
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
@@ -255,8 +249,9 @@ def markdown(result: dict[str, Any]) -> str:
              f"{[round(x, 1) for x in machine['load_avg_at_start']]} / {[round(x, 1) for x in machine['load_avg_at_end']]} "
              "(shared machine: compare ratios within a run)."), ""]
     for name, entry in result["models"].items():
-        lines += [f"## {name}", "", "| variant | wall median ms (2 thr) | / ort-fp32 | / ort-int8-dyn | "
-                  "CPU ms 1 thr median (min) | / ort-fp32 | / ort-int8-dyn | min cosine | median SQNR dB |",
+        lines += [f"## {name}", "", ("| variant | wall median ms (2 thr) | / ort-fp32 | / ort-int8-dyn | "
+                                     "CPU ms 1 thr median (min) | / ort-fp32 | / ort-int8-dyn | min cosine | "
+                                     "median SQNR dB |"),
                   "|---|---|---|---|---|---|---|---|---|"]
         for variant, ms in entry["median_ms"].items():
             fid = entry["fidelity_vs_ort_fp32"].get(variant, {})

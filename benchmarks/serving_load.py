@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from encoderforge.bench.portable import portable
+
 HOST = "127.0.0.1"
 
 
@@ -223,7 +225,7 @@ def main() -> int:
             server.wait()
         results["shutdown"] = {"returncode": server.returncode, "seconds": round(time.perf_counter() - stop, 1)}
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        Path(args.output).write_text(json.dumps(portable(results), indent=2) + "\n")
         print("shutdown", results["shutdown"], "->", args.output, flush=True)
     return 0
 

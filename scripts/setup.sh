@@ -1,21 +1,41 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install encoderforge with everything the demo and the tests need.
+# Create a virtual environment and install encoderforge with everything the demo, the tests and the checks need.
+#
+#   bash scripts/setup.sh            .venv from the lock (constraints.txt): the versions CI runs
+#   bash scripts/setup.sh --latest   .venv-latest with the newest releases inside pyproject.toml's ranges, to find
+#                                    upstream drift on purpose (then `bash scripts/lock.sh` to move the lock)
+#
 # torch is pinned to the CPU build first: an unpinned torch would pull a multi-GB CUDA build.
+# The lock is a pip constraints file (see constraints.txt's header for why not uv.lock); a stamp skips the
+# install when neither the lock nor pyproject.toml changed since the last complete one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=locked
+[ "${1:-}" = "--latest" ] && mode=latest
+venv=${VENV:-$([ $mode = latest ] && echo .venv-latest || echo .venv)}
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+stamp="$venv/.encoderforge-installed"
+want="$mode $(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
 fi
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
+[ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+rm -f "$stamp"
+. "$venv/bin/activate"
+if [ $mode = locked ]; then
+  pin=(-c constraints.txt)
+  python -m pip install -q "pip==$(sed -n 's/^pip==//p' constraints.txt)"
+else
+  pin=(--upgrade --upgrade-strategy eager)
+  python -m pip install -q --upgrade pip
+fi
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[dev,ray]"
+python -m pip install -q "${pin[@]}" -e ".[dev,ray]"
 # Serving: nvidia-pytriton pins numpy<2 only for its Python-backend stub, and `encoderforge serve` gives that
 # stub its own numpy<2 environment; so keep numpy 2 here and install PyTriton without that one pin.
-python -m pip install -q "tritonclient[http,grpc]>=2.50,<3" "pyzmq>=23" "sh>=1.14" "typer>=0.9" \
-  "typing_inspect>=0.6" "wrapt>=1.11" "grpcio>=1.64.3" "importlib_metadata>=7.0.1"
-python -m pip install -q --no-deps "nvidia-pytriton>=0.7,<0.8"
-# Typed TensorRT API for mypy (the real tensorrt cannot be installed without NVIDIA's index); see scripts/typecheck.sh.
-python -m pip install -q --no-deps "tensorrt-stubs>=10.8"
-python -m pip install -q "cuda-python>=12"
+python -m pip install -q "${pin[@]}" "tritonclient[http,grpc]>=2.50,<3" "pyzmq>=23" "sh>=1.14" "typer>=0.9" \
+  "typing_inspect>=0.6" "wrapt>=1.11" "grpcio>=1.64.3" "importlib_metadata>=7.0.1" "cuda-python>=12"
+# --no-deps: PyTriton (see above); tensorrt-stubs, the typed TensorRT API for mypy, declares a dependency on
+# `tensorrt`, which cannot be installed without NVIDIA's index (see scripts/typecheck.sh).
+python -m pip install -q "${pin[@]}" --no-deps "nvidia-pytriton>=0.7,<0.8" "tensorrt-stubs>=10.8"
+echo "$want" > "$stamp"

@@ -9,7 +9,8 @@
 # Usage: bash scripts/typecheck.sh [mypy args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f .venv/bin/activate ] && . .venv/bin/activate
-python -m pip show -q tensorrt-stubs >/dev/null 2>&1 || python -m pip install -q --no-deps "tensorrt-stubs>=10.8"
+venv=${VENV:-.venv}
+[ -n "${VIRTUAL_ENV:-}" ] || { [ -f "$venv/bin/activate" ] && . "$venv/bin/activate"; }
+python -m pip show -q tensorrt-stubs >/dev/null 2>&1 || { echo "tensorrt-stubs missing: run bash scripts/setup.sh" >&2; exit 2; }
 python scripts/trt_stubs.py build/trt-stubs
 MYPYPATH=build/trt-stubs python -m mypy "$@"

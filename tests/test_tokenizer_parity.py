@@ -64,3 +64,25 @@ def test_sentencepiece_converted_at_export(family: str, checkpoint: Callable[...
     ids = Tokenizer.from_file(str(art.tokenizer_path)).encode("Crème brûlée").ids
     first = settings["cls_token_id"] if settings["cls_token_id"] is not None else settings["bos_token_id"]
     assert ids[0] == first and ids[-1] == settings["sep_token_id"]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_generated_tokenizers_keep_their_vocabulary(family: str, artifact: Callable[..., Artifact],
+                                                    checkpoint: Callable[..., Path]) -> None:
+    """A tokenizer that collapses to its special tokens (transformers 5.24's fast constructors ignore
+    `vocab_file=`, leaving 5 tokens) would turn every text into specials and still export and 'validate'."""
+    from encoderforge.synthetic import _TINY_VOCAB, corpus_lines
+
+    sentence = corpus_lines()[3]
+    for name, tokenizer in (("checkpoint", load_tokenizer(str(checkpoint(family, "embed")))),
+                            ("artifact", Tokenizer.from_file(str(artifact(family, "embed").tokenizer_path)))):
+        if isinstance(tokenizer, Tokenizer):
+            size, ids = tokenizer.get_vocab_size(), tokenizer.encode(sentence).ids
+            specials = {tokenizer.token_to_id(t) for t in ("<s>", "</s>", "<pad>", "<unk>", "<mask>", "[CLS]",
+                                                           "[SEP]", "[PAD]", "[UNK]", "[MASK]")} - {None}
+        else:
+            size, ids = len(tokenizer), tokenizer(sentence)["input_ids"]
+            specials = set(tokenizer.all_special_ids)
+        words = [i for i in ids if i not in specials]
+        assert size >= _TINY_VOCAB // 2, f"{name}: vocabulary of {size}"
+        assert len(words) >= len(sentence.split()) // 2 and len(set(words)) >= 5, (name, sentence, ids)

@@ -210,7 +210,7 @@ class OutputFidelity:
             return self.min_cosine
         if self.pooled_sqnr_db == -math.inf:
             return -1.0
-        return max(-1.0, 1.0 - 0.5 * 10.0 ** (-self.pooled_sqnr_db / 10.0))
+        return max(-1.0, 1.0 - 0.5 * math.pow(10.0, -self.pooled_sqnr_db / 10.0))
 
     def as_manifest(self) -> dict[str, Any]:
         return {"max_abs_diff": self.max_abs_diff, "argmax_agreement": self.argmax_agreement,

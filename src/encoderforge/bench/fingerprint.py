@@ -10,32 +10,18 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from encoderforge.cpu import CPUINFO, read_cpu
+
 _PACKAGES = ("encoderforge", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "tokenizers", "torch",
              "transformers", "sentence-transformers", "optimum-onnx", "optimum")
-# The instruction-set extensions that decide which kernels onnxruntime and torch pick.
-_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-          "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve")
-
-
-def cpu_info(path: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
-    model: str = platform.processor() or platform.machine()
-    flags: set[str] = set()
-    try:
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "Model", "cpu model") and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
+def cpu_info(path: Path = CPUINFO) -> dict[str, Any]:
+    cpu = read_cpu(path)
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = os.cpu_count() or 1
-    return {"model": model, "isa": [f for f in _FLAGS if f in flags], "logical_cores": os.cpu_count(),
-            "usable_cores": affinity, "machine": platform.machine()}
+    return {"model": cpu.model, "isa": cpu.isa, "kind": cpu.kind, "logical_cores": os.cpu_count(),
+            "usable_cores": affinity, "machine": cpu.machine}
 
 
 def gpu_info() -> list[str]:

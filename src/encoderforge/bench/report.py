@@ -11,6 +11,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from encoderforge.bench.portable import portable
+
 NOISE = ("Shared machine: absolute times drift with other load; compare engines by the ratios, which were "
          "measured in the same run with the engines interleaved point by point.")
 
@@ -183,6 +185,7 @@ def write_report(result: dict[str, Any], directory: Path, *, title: str = "encod
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / "results.json", directory / "results.md"
+    result = portable(result)  # committed results name no path of this machine
     json_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     md_path.write_text(markdown(result, title=title), encoding="utf-8")
     return [json_path, md_path, *plots(result, directory)]

@@ -19,36 +19,19 @@ Defaults chosen from the CPU that will run it (override through the optimize opt
 from __future__ import annotations
 
 import logging
-import platform
-from functools import lru_cache
-from pathlib import Path
 
 import onnx
 
+from encoderforge.cpu import current_cpu
 from encoderforge.graph_passes._graph import op_counts
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 
 log = logging.getLogger(__name__)
-_VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
-
-
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
 
 
 def has_vnni() -> bool:
     """True where int8 dot products accumulate without int16 saturation (VNNI / AMX), or on ARM."""
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return True
-    return bool(cpu_flags() & _VNNI_FLAGS)
+    return current_cpu().int8_without_saturation
 
 
 class QuantizeDynamic:

@@ -52,18 +52,18 @@ def _unigram(directory: Path, model_type: str) -> Any:
 
     if model_type == "camembert":
         # camembert-base's layout: spm <unk>, <s>, </s>; the converter adds the fairseq specials and <mask>
-        ids = dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
-        pieces = dict(unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>")
+        specials: dict[str, Any] = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1, "unk_piece": "<unk>",
+                                    "bos_piece": "<s>", "eos_piece": "</s>"}
         symbols, filename = [], "sentencepiece.bpe.model"
     else:  # rembert
-        ids = dict(pad_id=0, unk_id=1, bos_id=2, eos_id=3)
-        pieces = dict(pad_piece="<pad>", unk_piece="<unk>", bos_piece="[CLS]", eos_piece="[SEP]")
+        specials = {"pad_id": 0, "unk_id": 1, "bos_id": 2, "eos_id": 3, "pad_piece": "<pad>", "unk_piece": "<unk>",
+                    "bos_piece": "[CLS]", "eos_piece": "[SEP]"}
         symbols, filename = ["[MASK]"], "sentencepiece.model"
     with tempfile.TemporaryDirectory() as work:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(corpus_lines()), model_prefix=f"{work}/sp", vocab_size=_TINY_VOCAB,
             model_type="unigram", character_coverage=1.0, hard_vocab_limit=False, minloglevel=3,
-            user_defined_symbols=symbols, **ids, **pieces,
+            user_defined_symbols=symbols, **specials,
         )
         (directory / filename).write_bytes(Path(f"{work}/sp.model").read_bytes())
     AutoConfig.for_model(model_type).save_pretrained(str(directory))  # lets AutoTokenizer pick the class
