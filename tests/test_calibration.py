@@ -130,7 +130,7 @@ def test_fidelity_feeds_and_identity(artifact: Callable[..., Artifact]) -> None:
         assert len(feeds) == 5 and all(f["input_ids"].ndim == ndim for f in feeds)
         assert set(feeds[0]) == set(art.input_names)
         report = compare_models(art.model_path, art.model_path, feeds, artifact=art)
-        assert report.max_abs_diff == 0.0 and report.min_cosine > 0.999999 and report.finite
+        assert report.max_abs_diff < 1e-6 and report.min_cosine > 0.999999 and report.finite  # no thread-order bits
         assert report.accuracy_drop < 1e-6
         manifest = report.as_manifest()
         json.dumps(manifest)  # JSON-safe (no inf)
