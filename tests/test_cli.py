@@ -53,8 +53,8 @@ def test_export_with_precision_writes_the_optimized_artifact(checkpoint: Callabl
     assert main(["export", "--model", str(checkpoint("bert", "cls")), "--task", "cls", "--output", str(out),
                  "--precision", "int8-dynamic"]) == 0
     manifest = Artifact.load(out).manifest
-    assert manifest["precision"] == "int8-dynamic" and manifest["validation"]["passed"]
-    assert manifest["fidelity"]["min_cosine"] > 0.99
+    assert manifest.precision == "int8-dynamic" and manifest.validation["passed"]
+    assert manifest.fidelity is not None and manifest.fidelity["min_cosine"] > 0.99
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bert-cls-int8"]  # the fp32 stage is gone
     assert "int8-dynamic" in capsys.readouterr().out
     assert main(["export", "--model", str(checkpoint("bert", "cls")), "--task", "cls",

@@ -14,6 +14,7 @@ from onnx import numpy_helper
 
 from encoderforge.artifact import Artifact
 from encoderforge.calibration.sensitivity import group_of, node_groups
+from encoderforge.corpus import sentence_corpus
 from encoderforge.errors import UnsupportedError
 from encoderforge.fidelity import (
     compare_models,
@@ -21,7 +22,6 @@ from encoderforge.fidelity import (
     make_session,
     mean_pool,
     run_model,
-    sentence_corpus,
 )
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.quantize_static import QUANTIZED_OPS, quantized_nodes, tensorrt_rule_violations
@@ -147,7 +147,7 @@ def test_accuracy_budget_keeps_sensitive_nodes(artifact: Callable[..., Artifact]
     assert full_drop > 0
     budget = full_drop / 3
     model, result = _int8(art, tmp_path / "budget", max_accuracy_drop=budget)
-    sweep = result.sweep  # type: ignore[attr-defined]
+    sweep = result.details["sweep"]
     assert result.counts["excluded_nodes"] > 0 and sweep["excluded_groups"]
     assert set(sweep["sensitivity"]) == set(node_groups(source, QUANTIZED_OPS))
     assert sweep["final_drop"] <= budget < sweep["full_quantization_drop"]

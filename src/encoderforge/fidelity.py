@@ -34,43 +34,12 @@ import numpy as np
 import onnx
 
 from encoderforge.artifact import Artifact
+from encoderforge.corpus import CHOICES, held_out_texts
 from encoderforge.errors import InputError
+from encoderforge.onnx_files import PROTOBUF_MAX
 from encoderforge.tokenization import ArtifactTokenizer, TextInput
 
 Feed = dict[str, np.ndarray]
-
-# Choices for multiple-choice feeds (held out from the exporter's MC_PROMPTS).
-_CHOICES = (
-    "and everyone agreed it was a good idea.",
-    "but the rain started before noon.",
-    "so the meeting moved to the next Tuesday.",
-)
-
-
-def held_out_texts() -> list[str]:
-    """Lines of the synthetic corpus minus any exporter validation sentence (the held-out text)."""
-    from encoderforge.exporters.samples import SENTENCES  # torch-free module
-
-    corpus = Path(__file__).with_name("synthetic") / "corpus.txt"
-    lines = [line.strip() for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [line for line in lines if line not in SENTENCES]
-
-
-def sentence_corpus(size: int, *, seed: int = 0) -> list[str]:
-    """`size` distinct sentences: the held-out lines first, then two- and three-line combinations."""
-    lines = held_out_texts()
-    texts = list(lines)
-    rng = np.random.default_rng(seed)
-    seen = set(texts)
-    while len(texts) < size:
-        k = 2 if rng.random() < 0.7 else 3
-        picks = rng.choice(len(lines), size=k, replace=False)
-        text = " ".join(lines[i] for i in picks)
-        if text not in seen:
-            seen.add(text)
-            texts.append(text)
-    return texts[:size]
-
 
 def _task_kind(artifact: Artifact) -> str:
     from encoderforge.tasks import task_head
@@ -97,7 +66,7 @@ def _default_texts(kind: str, count: int, batch: int) -> list[list[Any]]:
                 question = a.split(",")[0].rstrip(".?!") + "?"
                 items.append((question, f"{b} {lines[(11 * i + j + 2) % n]}"))
             else:
-                items.append((a, list(_CHOICES)))
+                items.append((a, list(CHOICES)))
         batches.append(items)
     return batches
 
@@ -149,15 +118,12 @@ def make_session(model: onnx.ModelProto | Path | str, *, optimization: str = "al
     or a path."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    so.graph_optimization_level = levels[optimization]
+    from encoderforge.runtime.backends.onnxruntime import OrtOptions
+
+    so = OrtOptions(optimization_level=optimization).session_options()  # type: ignore[arg-type]
     providers = ["CPUExecutionProvider"]
     if isinstance(model, onnx.ModelProto):
-        if model.ByteSize() < 2**31 - 1:
+        if model.ByteSize() < PROTOBUF_MAX:
             return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
         import tempfile
 
@@ -266,8 +232,8 @@ def pooling_of(artifact: Artifact | None) -> str | None:
     """The sentence-embedding pooling ('mean' | 'cls' | 'max') of an embedding artifact, else None."""
     if artifact is None or artifact.task != "feature-extraction":
         return None
-    embedding = artifact.manifest.get("embedding") or {}
-    return str(embedding.get("pooling") or "mean")
+    embedding = artifact.manifest.embedding
+    return (embedding.pooling if embedding else None) or "mean"
 
 
 def pool(hidden: np.ndarray, attention_mask: np.ndarray, mode: str) -> np.ndarray:

@@ -39,9 +39,9 @@ def choose_backend(device: Device, backend: str | None, artifact: Artifact | Non
 
 def _usable_engine(artifact: Artifact | None) -> bool:
     """Whether the artifact holds a TensorRT engine that runs here; logs why not when it holds any."""
-    from encoderforge.engines.cache import engine_entries, find_engine
+    from encoderforge.runtime.backends.engine_lookup import find_engine
 
-    if artifact is None or not engine_entries(artifact):
+    if artifact is None or not artifact.manifest.engines:
         return False
     reason = get_backend("tensorrt").available()
     if reason is not None:
@@ -61,6 +61,6 @@ def load(path: str | Path, *, device: Device = "auto", backend: str | None = Non
     """Load an artifact as its task's pipeline; `backend_options` go to the backend (e.g. intra_op_threads)."""
     artifact = Artifact.load(path, verify=verify)
     name = choose_backend(device, backend, artifact)
-    session = get_backend(name).load(str(artifact.model_path), **backend_options)
+    session = get_backend(name).load(artifact, **backend_options)
     log.info("%s: task %s on %s", artifact.path, artifact.task, name)
     return PIPELINES.get(artifact.task)(artifact, session)

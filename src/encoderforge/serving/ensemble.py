@@ -41,13 +41,13 @@ class _Session:
 
     def __init__(self, artifact: Artifact) -> None:
         self.manifest = artifact.manifest
-        self._per_token = {s["name"] for s in self.manifest["outputs"] if len(s["axes"]) > 1 and s["axes"][1] == "sequence"}
+        self._per_token = {s.name for s in self.manifest.outputs if s.per_token}
 
     def inputs(self) -> list[TensorInfo]:
-        return [TensorInfo(s["name"], s["dtype"], tuple(s["axes"])) for s in self.manifest["inputs"]]
+        return [TensorInfo(s.name, s.dtype, tuple(s.axes)) for s in self.manifest.inputs]
 
     def outputs(self) -> list[TensorInfo]:
-        return [TensorInfo(s["name"], s.get("dtype", "float32"), tuple(s["axes"])) for s in self.manifest["outputs"]]
+        return [TensorInfo(s.name, s.dtype, tuple(s.axes)) for s in self.manifest.outputs]
 
     def run(self, feed: Arrays) -> Arrays:
         raise NotImplementedError
@@ -73,9 +73,9 @@ class RecordingSession(_Session):
         self.feeds.append(feed)
         rows, length = feed["input_ids"].shape[:2]
         out = {}
-        for spec in self.manifest["outputs"]:
-            shape = [rows] + [length if a == "sequence" else (a if isinstance(a, int) else 1) for a in spec["axes"][1:]]
-            out[spec["name"]] = np.zeros(shape, dtype=np.float32)
+        for spec in self.manifest.outputs:
+            shape = [rows] + [length if a == "sequence" else (a if isinstance(a, int) else 1) for a in spec.axes[1:]]
+            out[spec.name] = np.zeros(shape, dtype=np.float32)
         return out
 
 
@@ -144,7 +144,7 @@ class Model:
         from encoderforge.runtime.backends import get_backend
 
         self.artifact = Artifact.load(directory, verify=False)
-        self.session = get_backend("onnxruntime-cpu").load(str(self.artifact.model_path))
+        self.session = get_backend("onnxruntime-cpu").load(self.artifact)
         self.inputs = tuple(self.artifact.input_names)
 
     def __call__(self, inputs: Arrays) -> Arrays:

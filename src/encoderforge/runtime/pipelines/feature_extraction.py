@@ -19,25 +19,26 @@ import numpy as np
 
 from encoderforge.errors import InputError, UnsupportedError
 from encoderforge.runtime.pipelines import PIPELINES
-from encoderforge.runtime.pipelines.base import Pipeline, one_of, text_batch
+from encoderforge.runtime.pipelines.base import Pipeline, TaskContract, one_of, text_batch
 
 POOLING = ("mean", "cls", "max")
 
 
 class FeatureExtractionPipeline(Pipeline):
     task = "feature-extraction"
+    contract = TaskContract(request_fields=("text",), rows_batch=True, result="embedding")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        section = self.artifact.manifest.get("embedding") or {}
-        self.pooling: str = section.get("pooling") or "mean"
-        self.normalize: bool = bool(section.get("normalize", False))
-        limit = section.get("max_seq_length")
-        self.max_seq_length: int = min(int(limit), self.tokenizer.max_length) if limit else self.tokenizer.max_length
-        output = self.artifact.manifest["outputs"][0]
-        hidden = output["axes"][-1]
+        section = self.artifact.manifest.embedding
+        self.pooling: str = (section.pooling if section else None) or "mean"
+        self.normalize: bool = bool(section and section.normalize)
+        limit = section.max_seq_length if section else None
+        self.max_seq_length: int = min(limit, self.tokenizer.max_length) if limit else self.tokenizer.max_length
+        output = self.artifact.manifest.outputs[0]
+        hidden = output.axes[-1]
         self.dimension: int | None = hidden if isinstance(hidden, int) else None
-        self._output = output["name"]
+        self._output = output.name
 
     def __call__(
         self,
