@@ -230,7 +230,9 @@ def _real_rows(value: np.ndarray, feed: Feed) -> np.ndarray:
 
 def pooling_of(artifact: Artifact | None) -> str | None:
     """The sentence-embedding pooling ('mean' | 'cls' | 'max') of an embedding artifact, else None."""
-    if artifact is None or artifact.task != "feature-extraction":
+    from encoderforge.runtime.pipelines import PIPELINES
+
+    if artifact is None or PIPELINES.get(artifact.task).contract.result != "embedding":
         return None
     embedding = artifact.manifest.embedding
     return (embedding.pooling if embedding else None) or "mean"

@@ -59,7 +59,7 @@ class ExportConfig:
         from encoderforge.errors import UnsupportedError
         from encoderforge.tasks import task_head
 
-        if self.with_past and task_head(self.task).name != "text-generation":
+        if self.with_past and not task_head(self.task).causal:
             raise UnsupportedError(
                 f"with_past (--with-past) applies to text-generation (causal-lm) only, not {self.task!r}; "
                 "drop --with-past or use --task causal-lm"

@@ -137,9 +137,7 @@ def _fidelity(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, 
         candidate = scratch / "candidate.onnx"
         save_graph(model, scratch, name=candidate.name)
     report = compare_models(source.model_path, candidate, feeds, artifact=source)  # embeddings: pooled
-    manifest: dict[str, Any] = report.as_manifest()
-    manifest["reference"] = "fp32 source artifact, onnxruntime CPU"
-    return manifest
+    return {**report.as_manifest(), "reference": "fp32 source artifact, onnxruntime CPU"}
 
 
 def _write(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, results: list[PassResult],
