@@ -18,11 +18,11 @@ from encoderforge.fidelity import (
     compare_models,
     fidelity_feeds,
     make_session,
-    mean_pool,
     run_model,
 )
 from encoderforge.graph_passes.base import PASSES, PassContext
 from encoderforge.graph_passes.fp16 import FP16_MAX, check_strongly_typed, island_nodes
+from encoderforge.runtime.pooling import mean_pool
 from tests.conftest import FAMILY_HEADS
 
 FP16_BOUND = 1e-2

@@ -20,11 +20,11 @@ from encoderforge.fidelity import (
     compare_models,
     fidelity_feeds,
     make_session,
-    mean_pool,
     run_model,
 )
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.quantize_static import QUANTIZED_OPS, quantized_nodes, tensorrt_rule_violations
+from encoderforge.runtime.pooling import mean_pool
 
 # one head per family, covering every head kind (pairs, choices, per-token, pooled, embeddings)
 CASES = [("bert", "text-classification"), ("roberta", "question-answering"), ("camembert", "token-classification"),

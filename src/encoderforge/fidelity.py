@@ -37,6 +37,7 @@ from encoderforge.artifact import Artifact
 from encoderforge.corpus import CHOICES, held_out_texts
 from encoderforge.errors import InputError
 from encoderforge.onnx_files import PROTOBUF_MAX
+from encoderforge.runtime.pooling import pool
 from encoderforge.tokenization import ArtifactTokenizer, TextInput
 
 Feed = dict[str, np.ndarray]
@@ -238,17 +239,6 @@ def pooling_of(artifact: Artifact | None) -> str | None:
     return (embedding.pooling if embedding else None) or "mean"
 
 
-def pool(hidden: np.ndarray, attention_mask: np.ndarray, mode: str) -> np.ndarray:
-    if mode == "cls":
-        cls: np.ndarray = hidden[..., 0, :].astype(np.float64)
-        return cls
-    if mode == "max":
-        masked = np.where(attention_mask[..., None].astype(bool), hidden.astype(np.float64), -np.inf)
-        peak: np.ndarray = masked.max(axis=-2)
-        return peak
-    return mean_pool(hidden, attention_mask, normalize=False)
-
-
 def _with_pooled(outputs: Sequence[Mapping[str, np.ndarray]], feeds: Sequence[Feed], mode: str) -> list[dict[str, np.ndarray]]:
     pooled = []
     for out, feed in zip(outputs, feeds):
@@ -337,13 +327,3 @@ def compare_models(
     ref_out = run_model(ref_session, feeds, output_names=names)
     cand_out = run_model(make_session(candidate), feeds, output_names=names)
     return compare_outputs(ref_out, cand_out, feeds, pooling=pooling_of(artifact))
-
-
-def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray, *, normalize: bool = True) -> np.ndarray:
-    """Sentence embeddings: mean of the hidden states over real tokens (sentence-transformers' pooling)."""
-    mask = attention_mask.astype(np.float64)[..., None]
-    pooled = (hidden.astype(np.float64) * mask).sum(axis=-2) / np.maximum(mask.sum(axis=-2), 1e-9)
-    if normalize:
-        pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
-    result: np.ndarray = pooled
-    return result

@@ -20,8 +20,7 @@ import numpy as np
 from encoderforge.errors import InputError, UnsupportedError
 from encoderforge.runtime.pipelines import PIPELINES
 from encoderforge.runtime.pipelines.base import Pipeline, TaskContract, one_of, text_batch
-
-POOLING = ("mean", "cls", "max")
+from encoderforge.runtime.pooling import POOLING, pool
 
 
 class FeatureExtractionPipeline(Pipeline):
@@ -84,20 +83,12 @@ class FeatureExtractionPipeline(Pipeline):
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         encodings = self.tokenizer.encode(texts, truncation=truncation, max_length=max_length or self.max_seq_length)
         outputs = self.forward(encodings, batch_size=batch_size)
-        vectors = np.stack([_pool(out[self._output], mode) for out in outputs]).astype(np.float32, copy=False)
+        vectors = np.stack([pool(out[self._output], np.ones(out[self._output].shape[:1]), mode)
+                            for out in outputs]).astype(np.float32, copy=False)
         if self.normalize if normalize is None else normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)
         return vectors[0] if single else vectors
-
-
-def _pool(states: np.ndarray, mode: str) -> np.ndarray:
-    """Pool one text's token states (already trimmed to its own tokens, so every row is attended)."""
-    if mode == "cls":
-        return np.asarray(states[0])
-    if mode == "max":
-        return np.asarray(states.max(axis=0))
-    return np.asarray(states.mean(axis=0, dtype=np.float32))
 
 
 PIPELINES.register("feature-extraction", FeatureExtractionPipeline)
