@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from encoderforge.errors import ArtifactError
 
@@ -24,12 +24,12 @@ class Reader:
         self.where, self.source = where, source
         if not isinstance(data, Mapping):
             self.fail("", "an object", data)
-        self.data: Mapping[str, Any] = data  # type: ignore[assignment]
+        self.data: Mapping[str, Any] = data
 
     def name(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where and key else self.where or key
 
-    def fail(self, key: str, expected: str, value: object) -> None:
+    def fail(self, key: str, expected: str, value: object) -> NoReturn:
         got = "null" if value is None else type(value).__name__
         label = f"field {self.name(key)!r}" if self.name(key) else "the manifest"
         raise ArtifactError(f"{self.source}: {label} must be {expected}, got {got}; {FIX}")
