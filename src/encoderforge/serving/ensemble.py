@@ -21,7 +21,7 @@ import numpy as np
 
 from encoderforge.artifact import Artifact
 from encoderforge.errors import EncoderForgeError, InputError
-from encoderforge.runtime.backends import Session, TensorInfo
+from encoderforge.runtime.backends import SessionBase, TensorInfo
 from encoderforge.runtime.pipelines import PIPELINES
 from encoderforge.serving.tasks import DEFAULT_MAX_TEXT_BYTES, decode_text, task_io
 
@@ -36,7 +36,7 @@ def bucket(length: int, limit: int) -> int:
     return max(min(size, limit), length)
 
 
-class _Session:
+class _Session(SessionBase):
     backend = "triton-ensemble"
 
     def __init__(self, artifact: Artifact) -> None:
@@ -51,15 +51,6 @@ class _Session:
 
     def run(self, feed: Arrays) -> Arrays:
         raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 class RecordingSession(_Session):
