@@ -79,18 +79,18 @@ def time_ms(call: Callable[[], object], *, warmup: int, iters: int) -> dict[str,
 
 def encoderforge_engines(found: dict[str, Path], work: Path) -> dict[str, Callable[[], Any]]:
     """name -> loader returning a Session; loading happens inside the sweep so failures are recorded."""
+    from encoderforge.artifact import Artifact
     from encoderforge.engines import BuildSettings, EngineConfig, build_engine
     from encoderforge.runtime.backends import get_backend
 
     def ort(key: str, graph: bool) -> Callable[[], Any]:
-        path = found[key] / "model.onnx"
-        return lambda: get_backend("onnxruntime-cuda").load(str(path), cuda_graph=graph)
+        return lambda: get_backend("onnxruntime-cuda").load(Artifact.load(found[key], verify=False), cuda_graph=graph)
 
     def trt(key: str) -> Callable[[], Any]:
         def load() -> Any:
             settings = BuildSettings(timing_cache=work / "timing.cache")
             result = build_engine(EngineConfig(artifact=found[key], profiles="1x128,128x128", settings=settings))
-            return get_backend("tensorrt").load(str(result.path))
+            return get_backend("tensorrt").load(result.artifact, engine=str(result.path))
         return load
 
     engines = {}
@@ -185,7 +185,7 @@ def fingerprint() -> dict[str, Any]:
     except ImportError:
         pass
     try:
-        from encoderforge.engines.cuda import device_info
+        from encoderforge.runtime.backends.cuda import device_info
 
         device = device_info(0)
         info["gpu"], info["compute_capability"] = device.name, device.compute_capability

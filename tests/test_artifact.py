@@ -27,10 +27,10 @@ def copy_of(artifact: Callable[..., Artifact], tmp_path: Path) -> Path:
 def test_manifest_lists_every_file_with_sha256(artifact: Callable[..., Artifact]) -> None:
     art = artifact("roberta", "cls")
     on_disk = {p.relative_to(art.path).as_posix() for p in art.path.rglob("*") if p.is_file()} - {MANIFEST}
-    assert set(art.manifest["files"]) == on_disk
+    assert set(art.manifest.files) == on_disk
     assert {"model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"} <= on_disk
-    assert all(len(f["sha256"]) == 64 for f in art.manifest["files"].values())
-    versions = art.manifest["versions"]
+    assert all(len(f.sha256) == 64 for f in art.manifest.files.values())
+    versions = art.manifest.versions
     assert {"torch", "transformers", "onnx", "onnxruntime", "encoderforge"} <= set(versions)
 
 
@@ -65,14 +65,14 @@ def test_external_data_path(checkpoint: Callable[..., Path], tmp_path: Path) -> 
     """With the size threshold lowered, a tiny model takes the >2 GB path: weights in model.onnx.data."""
     art = export(ExportConfig(model=str(checkpoint("rembert", "mlm")), task="mlm", output=tmp_path / "ext",
                               external_data_threshold=0))
-    assert art.manifest["external_data"] is True
-    assert set(art.manifest["files"]) >= {"model.onnx", "model.onnx.data"}
+    assert art.manifest.external_data is True
+    assert set(art.manifest.files) >= {"model.onnx", "model.onnx.data"}
     data = (art.path / "model.onnx.data").stat().st_size
     assert data > (art.path / "model.onnx").stat().st_size  # the weights really moved out
     graph = onnx.load(str(art.model_path), load_external_data=False)
     external = [t for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     assert external, "initializers should reference model.onnx.data"
-    assert art.manifest["validation"]["passed"]
+    assert art.manifest.validation["passed"]
     session = ort.InferenceSession(str(art.model_path), providers=["CPUExecutionProvider"])
     ids = np.array([[2, 10, 11, 3]], dtype=np.int64)
     logits = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from encoderforge.bench import BenchConfig, check_regression, console, markdown,
 from encoderforge.bench.fingerprint import cpu_info
 from encoderforge.cli import main
 from encoderforge.errors import ArtifactError, InputError
+from encoderforge.manifest import PassRecord, Precision
 from encoderforge.runtime.pipelines import PIPELINES
 
 FAST: dict[str, Any] = {"batch_sizes": (1, 2), "seq_lens": (8, 16), "warmup": 1, "iters": 3, "max_seconds": 5.0,
@@ -30,8 +32,7 @@ def int8_copy(artifact: Artifact, target: Path) -> Path:
 
     shutil.copytree(artifact.path, target)
     quantize_dynamic(artifact.model_path, target / "model.onnx")
-    manifest = {k: v for k, v in artifact.manifest.items() if k not in ("schema_version", "files")}
-    manifest.update(precision="int8-dynamic", passes=[{"name": "quantize-dynamic"}])
+    manifest = replace(artifact.manifest, precision=Precision.INT8_DYNAMIC, passes=(PassRecord(name="quantize-dynamic"),))
     write_manifest(target, manifest)
     return target
 

@@ -81,7 +81,7 @@ def test_feeds_follow_the_head(artifact: Callable[..., Artifact], tmp_path: Path
     assert all(f["input_ids"].dtype == np.int64 and f["input_ids"].shape[0] == 1 for f in feeds)
     qa = artifact("roberta", "question-answering")
     feeds = calibration_feeds(qa, path, samples=3)
-    sep = [t for t, f in qa.manifest["feeds"].items()]
+    sep = [t for t, f in qa.manifest.feeds.items()]
     assert len(feeds) == 3 and sep == qa.input_names
     mc = artifact("bert", "multiple-choice")
     feeds = calibration_feeds(mc, path, samples=4, batch_size=2)

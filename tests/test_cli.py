@@ -53,9 +53,9 @@ def test_export_with_precision_writes_the_optimized_artifact(checkpoint: Callabl
     assert main(["export", "--model", str(checkpoint("bert", "cls")), "--task", "cls", "--output", str(out),
                  "--precision", "int8-dynamic"]) == 0
     manifest = Artifact.load(out).manifest
-    assert manifest["precision"] == "int8-dynamic" and manifest["validation"]["passed"]
-    fidelity = manifest["fidelity"]  # 2-9 logits per row: judged on pooled SNR, not per-row cosines
-    assert fidelity["accuracy_drop"] <= fidelity["bound"]["max_accuracy_drop"]
+    assert manifest.precision == "int8-dynamic" and manifest.validation["passed"]
+    fidelity = manifest.fidelity  # 2-9 logits per row: judged on pooled SQNR, not per-row cosines
+    assert fidelity is not None and fidelity["accuracy_drop"] <= fidelity["bound"]["max_accuracy_drop"]
     assert min(o["pooled_sqnr_db"] for o in fidelity["outputs"].values()) > 28
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bert-cls-int8"]  # the fp32 stage is gone
     assert "int8-dynamic" in capsys.readouterr().out

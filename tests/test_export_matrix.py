@@ -22,7 +22,7 @@ def test_export_validates(family: str, task: str, artifact: Callable[..., Artifa
     art = artifact(family, task)
     spec, head = FAMILIES.get(family), TASKS.get(task)
     manifest = art.manifest
-    report = manifest["validation"]
+    report = manifest.validation
 
     assert report["passed"] and report["max_abs_diff"] <= spec.tolerance
     assert {c["name"] for c in report["cases"]} >= {"padded-batch", "specials-only", "length-1"}
@@ -30,10 +30,10 @@ def test_export_validates(family: str, task: str, artifact: Callable[..., Artifa
     assert longest == art.max_length  # validated at the model's maximum length
     assert art.input_names == list(spec.input_names)  # exactly what the family needs
     assert art.output_names == [o.name for o in head.outputs]
-    for spec_in in manifest["inputs"]:
-        assert spec_in["axes"] == list(head.input_axes) and spec_in["dtype"] == "int64"
-    for out, declared in zip(manifest["outputs"], head.outputs):
-        assert [a if isinstance(a, str) else None for a in out["axes"]] == list(declared.axes)
+    for spec_in in manifest.inputs:
+        assert list(spec_in.axes) == list(head.input_axes) and spec_in.dtype == "int64"
+    for out, declared in zip(manifest.outputs, head.outputs):
+        assert [a if isinstance(a, str) else None for a in out.axes] == list(declared.axes)
 
     graph = onnx.load(str(art.model_path))
     assert graph.opset_import[0].version >= 17
@@ -72,5 +72,5 @@ def test_dynamo_exporter_validates(checkpoint: Callable[..., Path], tmp_path: Pa
 
     art = export(ExportConfig(model=str(checkpoint("roberta", "qa")), task="qa", output=tmp_path / "dyn",
                               exporter="dynamo"))
-    assert art.manifest["exporter"] == "dynamo" and art.manifest["opset"] == 18
-    assert art.manifest["validation"]["passed"] and art.input_names == ["input_ids", "attention_mask"]
+    assert art.manifest.exporter == "dynamo" and art.manifest.opset == 18
+    assert art.manifest.validation["passed"] and art.input_names == ["input_ids", "attention_mask"]

@@ -13,16 +13,16 @@ from onnx import helper, numpy_helper
 
 from encoderforge.artifact import Artifact
 from encoderforge.calibration.ranges import expose_intermediates, inferred_types
+from encoderforge.corpus import sentence_corpus
 from encoderforge.fidelity import (
     compare_models,
     fidelity_feeds,
     make_session,
-    mean_pool,
     run_model,
-    sentence_corpus,
 )
 from encoderforge.graph_passes.base import PASSES, PassContext
 from encoderforge.graph_passes.fp16 import FP16_MAX, check_strongly_typed, island_nodes
+from encoderforge.runtime.pooling import mean_pool
 from tests.conftest import FAMILY_HEADS
 
 FP16_BOUND = 1e-2

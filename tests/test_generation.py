@@ -30,6 +30,12 @@ PROMPTS = [
 NEW_TOKENS = 12
 
 
+def with_past(artifact: Artifact) -> dict[str, Any]:
+    """The manifest's with_past section as JSON."""
+    assert artifact.manifest.with_past is not None
+    return artifact.manifest.with_past.to_json()
+
+
 @pytest.fixture(scope="session")
 def generator(tmp_path_factory: pytest.TempPathFactory, checkpoint: Callable[..., Path]) -> Callable[..., Any]:
     """generator(family) -> (artifact with model.onnx + model_with_past.onnx, its pipeline, the torch model)."""
@@ -72,7 +78,7 @@ def _transformers_greedy(model: Any, ids: list[int], rule: dict[str, Any], new_t
 @pytest.mark.parametrize("family", CAUSAL)
 def test_cached_equals_uncached_equals_transformers(family: str, generator: Callable[..., Any]) -> None:
     artifact, pipe, model = generator(family)
-    rule = artifact.manifest["with_past"]["positions"]
+    rule = with_past(artifact)["positions"]
     for prompt in PROMPTS:
         ids = pipe.tokenizer.tokenizer.encode(prompt).ids
         cached = pipe.generate_ids(ids, max_new_tokens=NEW_TOKENS, use_cache=True)
@@ -90,8 +96,8 @@ def test_positions_match_the_model(family: str, generator: Callable[..., Any]) -
     import torch
 
     artifact, pipe, model = generator(family)
-    rule = artifact.manifest["with_past"]["positions"]
-    pad = artifact.manifest["tokenizer"]["pad_token_id"]
+    rule = with_past(artifact)["positions"]
+    pad = artifact.manifest.tokenizer.pad_token_id
     ids = np.asarray([pipe.tokenizer.tokenizer.encode(PROMPTS[0]).ids + [pad, 7, 8]], dtype=np.int64)
     embeddings = model.base_model.embeddings
     if rule["pad_id"] is None:
@@ -116,9 +122,9 @@ def test_no_cache_graph_is_causal(family: str, generator: Callable[..., Any]) ->
 @pytest.mark.parametrize("family", CAUSAL)
 def test_with_past_contract_in_manifest(family: str, generator: Callable[..., Any]) -> None:
     artifact, _, model = generator(family)
-    spec = artifact.manifest["with_past"]
+    spec = with_past(artifact)
     layers = model.config.num_hidden_layers
-    assert spec["model_file"] == "model_with_past.onnx" and spec["model_file"] in artifact.manifest["files"]
+    assert spec["model_file"] == "model_with_past.onnx" and spec["model_file"] in artifact.manifest.files
     assert spec["validation"]["passed"] and spec["validation"]["max_abs_diff"] <= 1e-4
     names = [case["name"] for case in spec["validation"]["cases"]]
     assert "prefill-empty-past-padded-batch" in names and any(n.endswith("no-cache-reference") for n in names)
@@ -187,7 +193,7 @@ def test_bad_input(call: Callable[[Any], Any], match: str, generator: Callable[.
 
 def test_use_cache_needs_the_cache_graph(artifact: Callable[..., Artifact]) -> None:
     plain = artifact("bert", "text-generation")
-    assert "with_past" not in plain.manifest
+    assert plain.manifest.with_past is None
     pipe = load(plain.path, device="cpu")
     with pytest.raises(InputError, match="--with-past"):
         pipe("Hello", max_new_tokens=2, use_cache=True)
@@ -208,7 +214,7 @@ def test_cli_export_with_past(checkpoint: Callable[..., Path], tmp_path: Path) -
     assert main(["export", "--model", str(checkpoint("rembert", "text-generation")), "--task", "causal-lm",
                  "--output", str(out), "--with-past"]) == 0
     artifact = Artifact.load(out)
-    assert (out / "model_with_past.onnx").is_file() and artifact.manifest["with_past"]["validation"]["passed"]
+    assert (out / "model_with_past.onnx").is_file() and with_past(artifact)["validation"]["passed"]
 
 
 def test_with_past_external_data(checkpoint: Callable[..., Path], tmp_path: Path,
@@ -218,8 +224,8 @@ def test_with_past_external_data(checkpoint: Callable[..., Path], tmp_path: Path
 
     artifact = export(ExportConfig(model=str(checkpoint("bert", "text-generation")), task="causal-lm",
                                    output=tmp_path / "ext", with_past=True, external_data_threshold=1))
-    assert {"model_with_past.onnx.data", "model.onnx.data"} <= set(artifact.manifest["files"])
-    assert artifact.manifest["with_past"]["external_data"]
+    assert {"model_with_past.onnx.data", "model.onnx.data"} <= set(artifact.manifest.files)
+    assert with_past(artifact)["external_data"]
     pipe = load(artifact.path, device="cpu")
     _, reference, _ = generator("bert")
     ids = pipe.tokenizer.tokenizer.encode(PROMPTS[0]).ids

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from encoderforge.artifact import Artifact
-from encoderforge.engines.padding import bucket_for, feed_shape, pad_feed, trim
 from encoderforge.errors import InputError, UnsupportedError
 from encoderforge.runtime import choose_backend, load
 from encoderforge.runtime.backends import get_backend
 from encoderforge.runtime.backends.onnxruntime_cuda import CudaOptions, OrtCudaSession
+from encoderforge.runtime.backends.padding import bucket_for, feed_shape, pad_feed, trim
 
 CUDA_REASON = get_backend("onnxruntime-cuda").available()
 needs_cuda = pytest.mark.skipif(CUDA_REASON is not None, reason=f"onnxruntime CUDA unavailable: {CUDA_REASON}")
@@ -156,7 +156,7 @@ def test_cuda_pipeline_matches_cpu(artifact: Callable[..., Artifact], cuda_graph
 def test_cuda_session_matches_cpu_on_many_lengths(artifact: Callable[..., Artifact]) -> None:
     model = artifact("bert", "token-classification")
     cpu = _plain(model)
-    gpu = get_backend("onnxruntime-cuda").load(str(model.model_path))
+    gpu = get_backend("onnxruntime-cuda").load(model)
     rng = np.random.default_rng(1)
     for batch, length in [(1, 3), (2, 17), (5, 40), (1, 100)]:
         feed = {i.name: np.zeros((batch, length), dtype=np.int64) for i in cpu.get_inputs()}

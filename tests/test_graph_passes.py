@@ -19,7 +19,7 @@ from encoderforge.graph_passes.base import PassContext, PassResult
 from encoderforge.graph_passes.expectations import GELU_OPS, expected_counts
 from encoderforge.graph_passes.pipelines import (
     PASS_MODULES,
-    PIPELINES,
+    PASS_PIPELINES,
     PRECISIONS,
     TARGETS,
     pipeline,
@@ -166,7 +166,7 @@ def test_int8_dynamic_defaults_follow_the_cpu(artifact: Callable[..., Artifact],
 
 
 def test_pipelines_name_registered_passes() -> None:
-    for (target, precision), names in PIPELINES.items():
+    for (target, precision), names in PASS_PIPELINES.items():
         assert target in TARGETS and precision in PRECISIONS
         for name in names:
             assert name in PASS_MODULES
@@ -184,7 +184,7 @@ def test_pipeline_rejects_bad_combinations(target: str, precision: str, error: t
 
 def test_tensorrt_pipelines_emit_no_contrib_ops() -> None:
     contrib = {"fuse-attention", "ort-fusions", "pack-qkv", "int8-dynamic"}
-    assert all(not set(PIPELINES[("tensorrt", p)]) & contrib for p in ("fp32", "fp16", "int8-static"))
+    assert all(not set(PASS_PIPELINES[("tensorrt", p)]) & contrib for p in ("fp32", "fp16", "int8-static"))
 
 
 @pytest.mark.parametrize("family,task", [("roberta", "question-answering"), ("rembert", "question-answering")])
@@ -205,16 +205,17 @@ def test_optimize_writes_new_artifact(artifact: Callable[..., Artifact], tmp_pat
     source = artifact("roberta", "question-answering")
     result = optimize(OptimizeConfig(artifact=source.path, output=tmp_path / "int8", precision="int8-dynamic"))
     manifest = result.manifest
-    assert manifest["precision"] == "int8-dynamic" and manifest["target"] == "cpu"
-    assert [p["name"] for p in manifest["passes"]] == ["fuse-attention", "int8-dynamic", "session-fusions"]
-    assert manifest["fusion_shortfalls"] == {}
-    fidelity = manifest["fidelity"]
+    assert manifest.precision == "int8-dynamic" and manifest.target == "cpu"
+    assert [p.name for p in manifest.passes] == ["fuse-attention", "int8-dynamic", "session-fusions"]
+    assert manifest.fusion_shortfalls == {}
+    fidelity = manifest.fidelity
+    assert fidelity is not None
     assert fidelity["samples"] == 20 and fidelity["min_cosine"] > 0.99
     assert fidelity["bound"] == {"max_accuracy_drop": DEFAULT_MAX_DROP["int8-dynamic"], "explicit": False}
     assert {"max_abs_diff", "argmax_agreement", "median_sqnr_db"} <= set(fidelity)
     assert (result.path / "tokenizer.json").is_file() and (result.path / "config.json").is_file()
     Artifact.load(result.path)  # sha256 of every file matches
-    assert Artifact.load(source.path).manifest["precision"] == "fp32"  # the source is untouched
+    assert Artifact.load(source.path).manifest.precision == "fp32"  # the source is untouched
 
 
 def test_optimize_fails_a_missed_bound_unless_relaxed(artifact: Callable[..., Artifact], tmp_path: Path) -> None:
@@ -225,4 +226,4 @@ def test_optimize_fails_a_missed_bound_unless_relaxed(artifact: Callable[..., Ar
     assert not (tmp_path / "a").exists()
     relaxed = optimize(OptimizeConfig(artifact=source.path, output=tmp_path / "b", precision="int8-dynamic",
                                       max_accuracy_drop=0.5))
-    assert relaxed.manifest["fidelity"]["bound"]["explicit"] is True
+    assert relaxed.manifest.fidelity is not None and relaxed.manifest.fidelity["bound"]["explicit"] is True

@@ -14,17 +14,17 @@ from onnx import numpy_helper
 
 from encoderforge.artifact import Artifact
 from encoderforge.calibration.sensitivity import group_of, node_groups
+from encoderforge.corpus import sentence_corpus
 from encoderforge.errors import UnsupportedError
 from encoderforge.fidelity import (
     compare_models,
     fidelity_feeds,
     make_session,
-    mean_pool,
     run_model,
-    sentence_corpus,
 )
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.quantize_static import QUANTIZED_OPS, quantized_nodes, tensorrt_rule_violations
+from encoderforge.runtime.pooling import mean_pool
 from tests.fidelity_bounds import INT8
 
 # one head per family, covering every head kind (pairs, choices, per-token, pooled, embeddings)
@@ -145,7 +145,7 @@ def test_accuracy_budget_keeps_sensitive_nodes(artifact: Callable[..., Artifact]
     assert full_drop > 0
     budget = full_drop / 3
     model, result = _int8(art, tmp_path / "budget", max_accuracy_drop=budget)
-    sweep = result.sweep  # type: ignore[attr-defined]
+    sweep = result.details["sweep"]
     assert result.counts["excluded_nodes"] > 0 and sweep["excluded_groups"]
     assert set(sweep["sensitivity"]) == set(node_groups(source, QUANTIZED_OPS))
     assert sweep["final_drop"] <= budget < sweep["full_quantization_drop"]

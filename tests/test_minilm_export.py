@@ -13,11 +13,12 @@ from encoderforge.tokenization import ArtifactTokenizer
 
 def test_minilm_exports_and_validates(minilm_artifact: Artifact) -> None:
     manifest = minilm_artifact.manifest
-    assert manifest["family"] == "bert" and manifest["task"] == "feature-extraction"
-    assert manifest["validation"]["passed"] and manifest["validation"]["max_abs_diff"] <= 1e-4
-    assert manifest["embedding"] == {"pooling": "mean", "normalize": True, "max_seq_length": 256,
-                                     "source": "1_Pooling/config.json"}
-    assert manifest["outputs"][0]["axes"] == ["batch", "sequence", 384]
+    assert manifest.family == "bert" and manifest.task == "feature-extraction"
+    assert manifest.validation["passed"] and manifest.validation["max_abs_diff"] <= 1e-4
+    assert manifest.embedding is not None
+    assert manifest.embedding.to_json() == {"pooling": "mean", "normalize": True, "max_seq_length": 256,
+                                            "source": "1_Pooling/config.json"}
+    assert list(manifest.outputs[0].axes) == ["batch", "sequence", 384]
 
 
 def test_minilm_embeddings_match_sentence_transformers(minilm_artifact: Artifact, minilm_path: Path) -> None:

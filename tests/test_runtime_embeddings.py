@@ -36,8 +36,9 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_manifest_embedding_section(minilm_artifact: Artifact) -> None:
-    section = minilm_artifact.manifest["embedding"]
-    assert section["pooling"] == "mean" and section["normalize"] is True and section["max_seq_length"] == 256
+    section = minilm_artifact.manifest.embedding
+    assert section is not None
+    assert section.pooling == "mean" and section.normalize is True and section.max_seq_length == 256
     emb = load(minilm_artifact.path, device="cpu")
     assert (emb.pooling, emb.normalize, emb.max_seq_length) == ("mean", True, 256)
 

@@ -226,7 +226,7 @@ def test_bad_text_inputs_raise_input_error(task: str, artifact: Any) -> None:
 @pytest.mark.parametrize("task", ["text-classification", "token-classification", "fill-mask", "feature-extraction"])
 def test_long_text_truncated_or_rejected(task: str, artifact: Any) -> None:
     pipe = load(artifact("bert", task).path, device="cpu")
-    mask = pipe.artifact.manifest["tokenizer"]["mask_token"]
+    mask = pipe.artifact.manifest.tokenizer.mask_token
     long = f"{mask} " + "the river flooded the valley in the spring " * 200
     result = pipe(long)  # truncated at the model's max length (documented): a result, no crash
     assert result is not None

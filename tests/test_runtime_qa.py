@@ -179,7 +179,7 @@ def test_wrong_artifact_task(artifact: Any) -> None:
     from encoderforge.runtime.pipelines.question_answering import QuestionAnsweringPipeline
 
     other = artifact("bert", "text-classification")
-    session = get_backend("onnxruntime-cpu").load(str(other.model_path))
+    session = get_backend("onnxruntime-cpu").load(other)
     with pytest.raises(InputError, match="not question-answering"):
         QuestionAnsweringPipeline(other, session)
 

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,16 +27,15 @@ from encoderforge.engines.profiles import (
     AxisRange,
     default_buckets,
     make_profiles,
-    max_batch_for,
     parse_buckets,
     profiles_as_manifest,
-    profiles_from_manifest,
-    select_profile,
 )
 from encoderforge.engines.validate import profile_feeds
 from encoderforge.errors import InputError, UnsupportedError
+from encoderforge.manifest import EngineEntry, Manifest, Precision
 from encoderforge.runtime import choose_backend
 from encoderforge.runtime.backends import get_backend
+from encoderforge.runtime.backends.profiles import max_batch_for, profiles_from_manifest, select_profile
 from encoderforge.runtime.backends.tensorrt import TensorRTBackend, engine_profiles
 
 TRT_REASON = get_backend("tensorrt").available()
@@ -113,17 +113,17 @@ def _artifact(tmp_path: Path, *, data: bool = False, engines: list[dict[str, Any
     (root / "model.onnx").write_bytes(b"graph-v1")
     if data:
         (root / "model.onnx.data").write_bytes(b"weights")
-    manifest = {"family": "roberta", "task": "question-answering", "inputs": [], "outputs": [], "feeds": {},
-                "tokenizer": {"file": "tokenizer.json", "max_length": 512}, "model_file": "model.onnx",
-                "precision": "fp16", "engines": engines or []}
-    return Artifact(root, write_manifest(root, manifest))
+    manifest = {"schema_version": 2, "family": "roberta", "task": "question-answering", "inputs": [],
+                "outputs": [], "feeds": {}, "tokenizer": {"file": "tokenizer.json", "max_length": 512},
+                "model_file": "model.onnx", "precision": "fp16", "engines": engines or [], "files": {}}
+    return Artifact(root, write_manifest(root, Manifest.from_json(manifest)))
 
 
 def test_engine_key_names_everything_an_engine_depends_on(tmp_path: Path) -> None:
     artifact = _artifact(tmp_path)
     key = make_key(artifact, H100, profiles="1x16,8x128", typing="strong")
     assert key.file == f"engines/trt-{key.digest}.plan" and len(key.digest) == 16
-    assert key.onnx_sha256 == artifact.manifest["files"]["model.onnx"]["sha256"] and key.onnx_data_sha256 is None
+    assert key.onnx_sha256 == artifact.manifest.files["model.onnx"].sha256 and key.onnx_data_sha256 is None
     variants = [make_key(artifact, Machine("NVIDIA A100-SXM4-80GB", "8.0", H100.tensorrt), profiles="1x16,8x128",
                          typing="strong"),
                 make_key(artifact, Machine(H100.gpu, H100.compute_capability, "11.4.0.106"), profiles="1x16,8x128",
@@ -146,8 +146,7 @@ def test_stale_and_foreign_engines_say_why(tmp_path: Path) -> None:
                           "(compute 8.0)")
     assert reasons[1] == "built with TensorRT 10.13.0.35, this is TensorRT 10.3.0"
     (artifact.path / "model.onnx").write_bytes(b"graph-v2")  # the graph was re-optimized
-    changed = Artifact(artifact.path, write_manifest(artifact.path, {k: v for k, v in artifact.manifest.items()
-                                                                      if k != "files"}))
+    changed = Artifact(artifact.path, write_manifest(artifact.path, artifact.manifest))
     assert any("stale: the graph changed since" in r for r in mismatches(key, H100, changed))
 
 
@@ -162,7 +161,7 @@ def test_find_engine_picks_the_one_for_this_machine(tmp_path: Path) -> None:
         (artifact.path / entry["file"]).write_bytes(b"plan")
     artifact = _artifact(tmp_path, engines=entries)
     lookup = find_engine(artifact, H100)
-    assert lookup.entry is not None and lookup.entry["file"] == entries[1]["file"]
+    assert lookup.entry is not None and lookup.entry.file == entries[1]["file"]
     assert "this GPU is NVIDIA H100" in lookup.explain()
     (artifact.path / entries[1]["file"]).unlink()
     lookup = find_engine(artifact, H100)
@@ -171,11 +170,11 @@ def test_find_engine_picks_the_one_for_this_machine(tmp_path: Path) -> None:
 
 
 def test_replace_entry_drops_stale_keeps_foreign() -> None:
-    def entry(file: str, sha: str) -> dict[str, Any]:
-        return {"file": file, "key": {"onnx_sha256": sha, "onnx_data_sha256": None}}
+    def entry(file: str, sha: str) -> EngineEntry:
+        return EngineEntry(file=file, key={"onnx_sha256": sha, "onnx_data_sha256": None})
 
     kept = replace_entry([entry("a", "old"), entry("b", "new"), entry("c", "new")], entry("c", "new"))
-    assert [e["file"] for e in kept] == ["b", "c"]
+    assert [e.file for e in kept] == ["b", "c"]
     assert EngineKey.from_manifest({**make_key_dict(), "digest": "x"}).gpu == "g"
 
 
@@ -234,8 +233,8 @@ def test_preflight_refuses_what_tensorrt_cannot_parse(tmp_path: Path) -> None:
 def test_graph_precision_reads_the_manifest(tmp_path: Path) -> None:
     artifact = _artifact(tmp_path)
     assert graph_precision(artifact) == "fp16"
-    assert graph_precision(Artifact(artifact.path, {**artifact.manifest, "precision": "int8-static"})) == "int8"
-    assert graph_precision(Artifact(artifact.path, {**artifact.manifest, "precision": "fp32"})) == "fp32"
+    assert graph_precision(Artifact(artifact.path, replace(artifact.manifest, precision=Precision.INT8_STATIC))) == "int8"
+    assert graph_precision(Artifact(artifact.path, replace(artifact.manifest, precision=Precision.FP32))) == "fp32"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -285,10 +284,10 @@ def test_tensorrt_backend_refuses_clearly(tmp_path: Path) -> None:
     backend = get_backend("trt")
     assert backend.name == "tensorrt"
     with pytest.raises(UnsupportedError, match=r"unknown tensorrt option\(s\) \['threads'\]"):
-        backend.load("model.onnx", threads=2)
+        backend.load(_artifact(tmp_path / "a"), threads=2)
     if TRT_REASON is not None:
         with pytest.raises(UnsupportedError, match="backend 'tensorrt' is unavailable: .*"):
-            backend.load(str(_artifact(tmp_path).model_path))
+            backend.load(_artifact(tmp_path))
 
 
 def test_build_engine_cli_errors_are_one_line(artifact: Callable[..., Artifact],
@@ -322,12 +321,12 @@ def test_build_run_and_cache_an_engine(artifact: Callable[..., Artifact], tmp_pa
     result = build_engine(EngineConfig(artifact=target, profiles="1x16,4x64", settings=BuildSettings(
         timing_cache=cache)))
     assert not result.cached and result.path.is_file() and cache.is_file()
-    assert result.entry["validation"]["passed"]
-    assert [p["bucket"] for p in result.entry["profiles"]] == ["1x16", "4x64"]
+    assert result.entry.validation is not None and result.entry.validation["passed"]
+    assert [p["bucket"] for p in result.entry.profiles] == ["1x16", "4x64"]
     again = build_engine(EngineConfig(artifact=target, profiles="1x16,4x64"))
     assert again.cached and again.path == result.path
     manifest = json.loads((target / "manifest.json").read_text())
-    assert result.entry["file"] in manifest["files"]  # the engine is part of the verified file table
+    assert result.entry.file in manifest["files"]  # the engine is part of the verified file table
 
     question, context = "Who wrote it?", "Herman Melville wrote Moby-Dick in 1851, after years at sea."
     with load(target, device="cpu") as cpu, load(target, device="cuda") as gpu:
@@ -363,13 +362,13 @@ def test_stale_engine_is_refused_then_rebuilt(artifact: Callable[..., Artifact],
     model.doc_string = "re-optimized"
     onnx.save(model, str(target / "model.onnx"))
     manifest = json.loads((target / "manifest.json").read_text())
-    write_manifest(target, {k: v for k, v in manifest.items() if k != "files"})
+    write_manifest(target, Manifest.from_json(manifest))
     stale = Artifact.load(target)
     assert "stale" in find_engine(stale, current_machine()).explain()
     with pytest.raises(UnsupportedError, match="no TensorRT engine .* runs here .*stale"):
-        get_backend("tensorrt").load(str(stale.model_path))
+        get_backend("tensorrt").load(stale)
     second = build_engine(EngineConfig(artifact=target, profiles="2x32", validate=False))
-    assert second.entry["file"] != first.entry["file"] and not os.path.exists(first.path)
+    assert second.entry.file != first.entry.file and not os.path.exists(first.path)
 
 
 def test_tensorrt_code_type_checks_against_tensorrt_stubs(tmp_path: Path) -> None:
@@ -506,7 +505,7 @@ class _FakeEngine:
 def test_trt_session_request_path_with_fakes(artifact: Callable[..., Artifact], monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    import encoderforge.engines.cuda as cuda_module
+    import encoderforge.runtime.backends.cuda as cuda_module
     import encoderforge.runtime.backends.tensorrt as trt_backend
 
     model = artifact("roberta", "question-answering")
@@ -520,7 +519,7 @@ def test_trt_session_request_path_with_fakes(artifact: Callable[..., Artifact], 
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
     monkeypatch.setattr(cuda_module, "cudart", lambda: cuda)
     monkeypatch.setattr(trt_backend, "cudart", lambda: cuda)
-    axes = {s["name"]: s["axes"] for s in model.manifest["outputs"]}
+    axes = model.manifest.output_axes()
     session = trt_backend.TrtSession(b"plan", output_axes=axes)
     assert [str(p.bucket) for p in session.profiles] == ["1x16", "4x64"]
     assert [i.name for i in session.inputs()] == engine.inputs and session.backend == "tensorrt"

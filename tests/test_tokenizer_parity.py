@@ -60,7 +60,7 @@ def test_sentencepiece_converted_at_export(family: str, checkpoint: Callable[...
     source = checkpoint(family, "embed")
     assert not (source / "tokenizer.json").exists() and list(source.glob("sentencepiece*.model"))
     art = artifact(family, "embed")
-    settings = art.manifest["tokenizer"]
+    settings = art.manifest.tokenizer.to_json()
     ids = Tokenizer.from_file(str(art.tokenizer_path)).encode("Crème brûlée").ids
     first = settings["cls_token_id"] if settings["cls_token_id"] is not None else settings["bos_token_id"]
     assert ids[0] == first and ids[-1] == settings["sep_token_id"]

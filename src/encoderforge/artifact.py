@@ -19,15 +19,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from encoderforge.errors import ArtifactError
+from encoderforge.manifest import SCHEMA_VERSION, FileEntry, Manifest
 
-SCHEMA_VERSION = 1
+__all__ = ["MANIFEST", "SCHEMA_VERSION", "Artifact", "Manifest", "file_table", "staging", "write_manifest"]
+
 MANIFEST = "manifest.json"
-_REQUIRED = ("schema_version", "family", "task", "inputs", "outputs", "feeds", "files", "tokenizer", "model_file")
 
 
 def sha256_file(path: Path) -> str:
@@ -38,17 +39,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_table(directory: Path) -> dict[str, dict[str, Any]]:
+def file_table(directory: Path) -> dict[str, FileEntry]:
     """sha256 and size of every file in the artifact except the manifest itself."""
     table = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
-        table[path.relative_to(directory).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        table[path.relative_to(directory).as_posix()] = FileEntry(sha256_file(path), path.stat().st_size)
     return table
 
 
-def write_manifest(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    manifest = {"schema_version": SCHEMA_VERSION, **manifest, "files": file_table(directory)}
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
+    """Write `manifest` with the current schema version and the file table of `directory`; return what was written."""
+    manifest = replace(manifest, schema_version=SCHEMA_VERSION, files=file_table(directory))
+    (directory / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
@@ -96,7 +98,7 @@ def staging(output: Path, *, force: bool = False) -> Iterator[Path]:
 @dataclass(frozen=True)
 class Artifact:
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> Artifact:
@@ -108,28 +110,20 @@ class Artifact:
         if not manifest_path.is_file():
             raise ArtifactError(f"{str(path)!r} has no {MANIFEST}; it is not an encoderforge artifact (re-export it)")
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            data = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ArtifactError(f"{manifest_path} is not valid JSON ({exc}); re-export the artifact") from exc
-        missing = [key for key in _REQUIRED if key not in manifest]
-        if missing:
-            raise ArtifactError(f"{manifest_path} lacks {', '.join(missing)}; re-export the artifact")
-        if manifest["schema_version"] != SCHEMA_VERSION:
-            raise ArtifactError(
-                f"{manifest_path} has schema version {manifest['schema_version']!r}, this encoderforge reads "
-                f"{SCHEMA_VERSION}; re-export the artifact or install the matching encoderforge"
-            )
-        artifact = cls(root, manifest)
+        artifact = cls(root, Manifest.from_json(data, source=str(manifest_path)))
         if verify:
             artifact.verify()
         return artifact
 
     def verify(self) -> None:
-        for name, expected in self.manifest["files"].items():
+        for name, expected in self.manifest.files.items():
             file = self.path / name
             if not file.is_file():
                 raise ArtifactError(f"artifact file {name!r} is missing from {self.path}; re-export the artifact")
-            if file.stat().st_size != expected["bytes"] or sha256_file(file) != expected["sha256"]:
+            if file.stat().st_size != expected.bytes or sha256_file(file) != expected.sha256:
                 raise ArtifactError(
                     f"artifact file {name!r} in {self.path} does not match its sha256 in the manifest "
                     "(corrupt or edited); re-export the artifact"
@@ -137,31 +131,31 @@ class Artifact:
 
     @property
     def task(self) -> str:
-        return str(self.manifest["task"])
+        return self.manifest.task
 
     @property
     def family(self) -> str:
-        return str(self.manifest["family"])
+        return self.manifest.family
 
     @property
     def model_path(self) -> Path:
-        return self.path / str(self.manifest["model_file"])
+        return self.path / self.manifest.model_file
 
     @property
     def tokenizer_path(self) -> Path:
-        return self.path / str(self.manifest["tokenizer"]["file"])
+        return self.path / self.manifest.tokenizer.file
 
     @property
     def max_length(self) -> int:
-        return int(self.manifest["tokenizer"]["max_length"])
+        return self.manifest.tokenizer.max_length
 
     @property
     def input_names(self) -> list[str]:
-        return [spec["name"] for spec in self.manifest["inputs"]]
+        return self.manifest.input_names
 
     @property
     def output_names(self) -> list[str]:
-        return [spec["name"] for spec in self.manifest["outputs"]]
+        return self.manifest.output_names
 
     def config(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.path / "config.json").read_text(encoding="utf-8"))

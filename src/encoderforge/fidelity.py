@@ -44,44 +44,14 @@ import numpy as np
 import onnx
 
 from encoderforge.artifact import Artifact
+from encoderforge.corpus import CHOICES, held_out_texts
 from encoderforge.errors import InputError
+from encoderforge.onnx_files import PROTOBUF_MAX
+from encoderforge.runtime.pooling import pool
 from encoderforge.tokenization import ArtifactTokenizer, TextInput
 
 Feed = dict[str, np.ndarray]
 LONG_VECTOR = 16  # last-axis size from which a per-row cosine means something
-
-# Choices for multiple-choice feeds (held out from the exporter's MC_PROMPTS).
-_CHOICES = (
-    "and everyone agreed it was a good idea.",
-    "but the rain started before noon.",
-    "so the meeting moved to the next Tuesday.",
-)
-
-
-def held_out_texts() -> list[str]:
-    """Lines of the synthetic corpus minus any exporter validation sentence (the held-out text)."""
-    from encoderforge.exporters.samples import SENTENCES  # torch-free module
-
-    corpus = Path(__file__).with_name("synthetic") / "corpus.txt"
-    lines = [line.strip() for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [line for line in lines if line not in SENTENCES]
-
-
-def sentence_corpus(size: int, *, seed: int = 0) -> list[str]:
-    """`size` distinct sentences: the held-out lines first, then two- and three-line combinations."""
-    lines = held_out_texts()
-    texts = list(lines)
-    rng = np.random.default_rng(seed)
-    seen = set(texts)
-    while len(texts) < size:
-        k = 2 if rng.random() < 0.7 else 3
-        picks = rng.choice(len(lines), size=k, replace=False)
-        text = " ".join(lines[i] for i in picks)
-        if text not in seen:
-            seen.add(text)
-            texts.append(text)
-    return texts[:size]
-
 
 def _task_kind(artifact: Artifact) -> str:
     from encoderforge.tasks import task_head
@@ -108,7 +78,7 @@ def _default_texts(kind: str, count: int, batch: int) -> list[list[Any]]:
                 question = a.split(",")[0].rstrip(".?!") + "?"
                 items.append((question, f"{b} {lines[(11 * i + j + 2) % n]}"))
             else:
-                items.append((a, list(_CHOICES)))
+                items.append((a, list(CHOICES)))
         batches.append(items)
     return batches
 
@@ -160,15 +130,12 @@ def make_session(model: onnx.ModelProto | Path | str, *, optimization: str = "al
     or a path."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    so.graph_optimization_level = levels[optimization]
+    from encoderforge.runtime.backends.onnxruntime import OrtOptions
+
+    so = OrtOptions(optimization_level=optimization).session_options()  # type: ignore[arg-type]
     providers = ["CPUExecutionProvider"]
     if isinstance(model, onnx.ModelProto):
-        if model.ByteSize() < 2**31 - 1:
+        if model.ByteSize() < PROTOBUF_MAX:
             return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
         import tempfile
 
@@ -289,21 +256,12 @@ def _real_rows(value: np.ndarray, feed: Feed) -> np.ndarray:
 
 def pooling_of(artifact: Artifact | None) -> str | None:
     """The sentence-embedding pooling ('mean' | 'cls' | 'max') of an embedding artifact, else None."""
-    if artifact is None or artifact.task != "feature-extraction":
+    from encoderforge.runtime.pipelines import PIPELINES
+
+    if artifact is None or PIPELINES.get(artifact.task).contract.result != "embedding":
         return None
-    embedding = artifact.manifest.get("embedding") or {}
-    return str(embedding.get("pooling") or "mean")
-
-
-def pool(hidden: np.ndarray, attention_mask: np.ndarray, mode: str) -> np.ndarray:
-    if mode == "cls":
-        cls: np.ndarray = hidden[..., 0, :].astype(np.float64)
-        return cls
-    if mode == "max":
-        masked = np.where(attention_mask[..., None].astype(bool), hidden.astype(np.float64), -np.inf)
-        peak: np.ndarray = masked.max(axis=-2)
-        return peak
-    return mean_pool(hidden, attention_mask, normalize=False)
+    embedding = artifact.manifest.embedding
+    return (embedding.pooling if embedding else None) or "mean"
 
 
 def _with_pooled(outputs: Sequence[Mapping[str, np.ndarray]], feeds: Sequence[Feed], mode: str) -> list[dict[str, np.ndarray]]:
@@ -429,13 +387,3 @@ def compare_models(
     ref_out = run_model(ref_session, feeds, output_names=names)
     cand_out = run_model(make_session(candidate), feeds, output_names=names)
     return compare_outputs(ref_out, cand_out, feeds, pooling=pooling_of(artifact))
-
-
-def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray, *, normalize: bool = True) -> np.ndarray:
-    """Sentence embeddings: mean of the hidden states over real tokens (sentence-transformers' pooling)."""
-    mask = attention_mask.astype(np.float64)[..., None]
-    pooled = (hidden.astype(np.float64) * mask).sum(axis=-2) / np.maximum(mask.sum(axis=-2), 1e-9)
-    if normalize:
-        pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
-    result: np.ndarray = pooled
-    return result

@@ -12,11 +12,16 @@ from typing import Any
 
 import onnx
 
+from encoderforge.manifest import TensorSpec
+
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
+# The graph-size limits, in one place.
+PROTOBUF_MAX = 2**31 - 1  # the largest message protobuf serializes
+PROTOBUF_LIMIT = 2**31 - 2**26  # weights that still fit one message: 2 GiB less room for the graph itself
+LARGE_GRAPH_BYTES = 1_800_000_000  # above this, passes work with external data (or skip ONNX's own checks)
 # Overridable (tests lower it to exercise the external-data path on a tiny model).
-EXTERNAL_DATA_THRESHOLD = int(os.environ.get("ENCODERFORGE_EXTERNAL_DATA_THRESHOLD", "1800000000"))
-_PROTOBUF_LIMIT = 2**31 - 2**26  # 2 GiB less room for the graph itself
+EXTERNAL_DATA_THRESHOLD = int(os.environ.get("ENCODERFORGE_EXTERNAL_DATA_THRESHOLD", str(LARGE_GRAPH_BYTES)))
 
 
 def weight_bytes(graph: onnx.ModelProto) -> int:
@@ -24,7 +29,7 @@ def weight_bytes(graph: onnx.ModelProto) -> int:
 
 
 def needs_external_data(graph: onnx.ModelProto, threshold: int = EXTERNAL_DATA_THRESHOLD) -> bool:
-    return weight_bytes(graph) > min(threshold, _PROTOBUF_LIMIT)
+    return weight_bytes(graph) > min(threshold, PROTOBUF_LIMIT)
 
 
 def save_graph(graph: onnx.ModelProto, directory: Path, *, name: str = MODEL_FILE,
@@ -39,11 +44,11 @@ def save_graph(graph: onnx.ModelProto, directory: Path, *, name: str = MODEL_FIL
     return [name]
 
 
-def value_table(values: Any) -> list[dict[str, Any]]:
+def value_table(values: Any) -> tuple[TensorSpec, ...]:
     """Manifest rows for graph inputs or outputs: name, numpy dtype, axes (symbolic names or sizes)."""
     table = []
     for value in values:
         tensor = value.type.tensor_type
-        table.append({"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
-                      "axes": [d.dim_param or d.dim_value for d in tensor.shape.dim]})
-    return table
+        table.append(TensorSpec(value.name, onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                                tuple(d.dim_param or d.dim_value for d in tensor.shape.dim)))
+    return tuple(table)

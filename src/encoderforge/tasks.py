@@ -40,6 +40,11 @@ class TaskHead:
     config_overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
+    def causal(self) -> bool:
+        """A decoder head (causal mask, no KV cache in the plain graph)."""
+        return bool(self.config_overrides.get("is_decoder", False))
+
+    @property
     def input_axes(self) -> tuple[str, ...]:
         return (BATCH, NUM_CHOICES, SEQUENCE) if self.multiple_choice else (BATCH, SEQUENCE)
 

@@ -29,13 +29,13 @@ class ArtifactTokenizer:
 
     @classmethod
     def from_artifact(cls, artifact: Artifact) -> ArtifactTokenizer:
-        settings = artifact.manifest["tokenizer"]
+        settings = artifact.manifest.tokenizer
         tokenizer = Tokenizer.from_file(str(artifact.tokenizer_path))
         tokenizer.no_padding()
         tokenizer.no_truncation()
-        pad_id = settings["pad_token_id"]
-        return cls(tokenizer, dict(artifact.manifest["feeds"]), int(settings["max_length"]),
-                   0 if pad_id is None else int(pad_id), frozenset(settings.get("special_ids", [])))
+        pad_id = settings.pad_token_id
+        return cls(tokenizer, dict(artifact.manifest.feeds), settings.max_length,
+                   0 if pad_id is None else pad_id, frozenset(settings.special_ids))
 
     def encode(
         self,

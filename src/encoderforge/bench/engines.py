@@ -17,6 +17,7 @@ from typing import Any, Literal
 from encoderforge.artifact import Artifact
 from encoderforge.bench.inputs import PointInputs
 from encoderforge.errors import EncoderForgeError
+from encoderforge.manifest import Precision
 
 Mode = Literal["model", "e2e"]
 Call = Callable[[], object]
@@ -59,65 +60,53 @@ class Engine:
 
 
 def is_int8(artifact: Artifact) -> bool:
-    return "int8" in str(artifact.manifest.get("precision", "fp32"))
+    return artifact.manifest.precision.is_int8
 
 
-def run_pipeline(pipeline: Any, task: str, inputs: PointInputs) -> Call:
-    """Call an encoderforge pipeline the way users do: the batch of texts, with the point's batch size.
-    Embeddings go through `encode` (sentence embeddings, as sentence-transformers returns them)."""
-    texts, batch = inputs.texts, inputs.batch_size
-    if task == "feature-extraction" and hasattr(pipeline, "encode"):
+def run_pipeline(pipeline: Any, inputs: PointInputs) -> Call:
+    """Call an encoderforge pipeline the way users do (as its task contract says): the batch of texts, with
+    the point's batch size. Embeddings go through `encode` (sentence embeddings, as sentence-transformers
+    returns them)."""
+    contract, texts, batch = pipeline.contract, inputs.texts, inputs.batch_size
+    if contract.result == "embedding":
         return lambda: pipeline.encode(texts, batch_size=batch)
     kwargs = {"batch_size": batch} if "batch_size" in inspect.signature(pipeline.__call__).parameters else {}
-    if task == "question-answering":
-        questions, contexts = [q for q, _ in texts], [c for _, c in texts]
-        return lambda: pipeline(question=questions, context=contexts, **kwargs)
-    if task == "multiple-choice":
-        items = [{"prompt": prompt, "choices": list(choices)} for prompt, choices in texts]
-        return lambda: pipeline(items, **kwargs)
-    if task == "text-generation":
-        return lambda: pipeline(texts, max_new_tokens=1, **kwargs)
-    return lambda: pipeline(texts, **kwargs)
+    args, fields = contract.many(texts)
+    options = {**fields, **contract.bench_options, **kwargs}
+    return lambda: pipeline(*args, **options)
 
 
-def session_or_pipeline_call(session: Any, pipeline: Any, no_pipeline: str | None, task: str, mode: Mode,
-                             inputs: PointInputs) -> Call:
-    """Model-only: the session on the point's feed; end to end: the pipeline on its texts (or Skip why not)."""
+def session_or_pipeline_call(session: Any, pipeline: Any, mode: Mode, inputs: PointInputs) -> Call:
+    """Model-only: the session on the point's feed; end to end: the pipeline on its texts."""
     if mode == "model":
         feed = inputs.feed
         return lambda: session.run(feed)
     if pipeline is None:
-        raise Skip(no_pipeline or "pipeline not loaded")
-    return run_pipeline(pipeline, task, inputs)
+        raise Skip("pipeline not loaded")
+    return run_pipeline(pipeline, inputs)
 
 
 class EncoderForgeEngine(Engine):
     """An artifact through encoderforge.load (onnxruntime CPU): graph only, or text in -> answer out."""
 
     def __init__(self, artifact: Artifact, group: Group) -> None:
-        precision = artifact.manifest.get("precision", "fp32")
-        passes = [p.get("name", "?") if isinstance(p, dict) else str(p) for p in artifact.manifest.get("passes", [])]
+        precision = artifact.manifest.precision.value
+        passes = [p.name for p in artifact.manifest.passes]
         super().__init__(artifact.path.name, "ours", group,
                          f"encoderforge {precision} ({', '.join(passes) or 'no passes'})",
                          {"precision": precision, "passes": passes})
         self.artifact = artifact
         self.pipeline: Any = None
         self.session: Any = None
-        self.no_pipeline: str | None = None
 
     def load(self, threads: int) -> None:
         from encoderforge.runtime import load
-        from encoderforge.runtime.backends import get_backend
 
-        try:
-            self.pipeline = load(self.artifact.path, device="cpu", verify=False, intra_op_threads=threads)
-            self.session = self.pipeline.session
-        except KeyError as exc:  # no pipeline registered for this task yet: model-only still works
-            self.no_pipeline = f"no encoderforge pipeline for task {self.artifact.task!r} ({exc})"
-            self.session = get_backend("onnxruntime-cpu").load(str(self.artifact.model_path), intra_op_threads=threads)
+        self.pipeline = load(self.artifact.path, device="cpu", verify=False, intra_op_threads=threads)
+        self.session = self.pipeline.session
 
     def call(self, mode: Mode, inputs: PointInputs) -> Call:
-        return session_or_pipeline_call(self.session, self.pipeline, self.no_pipeline, self.artifact.task, mode, inputs)
+        return session_or_pipeline_call(self.session, self.pipeline, mode, inputs)
 
     def close(self) -> None:
         if self.pipeline is not None:
@@ -140,18 +129,17 @@ class OrtBaselineEngine(Engine):
         self.workdir = workdir
         self.session: Any = None
         self.pipeline: Any = None
-        self.no_pipeline: str | None = None
 
     def _standard_export(self) -> Artifact:
         """The group's plain export: an artifact without passes, else a fresh export of the source."""
         for artifact in self.group.artifacts:
-            if not artifact.manifest.get("passes") and artifact.manifest.get("precision", "fp32") == "fp32":
+            if not artifact.manifest.passes and artifact.manifest.precision is Precision.FP32:
                 return artifact
         for artifact in self.group.artifacts:  # `optimize` records the fp32 export it started from
-            origin = artifact.manifest.get("optimized_from") or {}
-            if origin.get("path") and (Path(origin["path"]) / "manifest.json").is_file():
-                plain = Artifact.load(origin["path"], verify=False)
-                if not plain.manifest.get("passes") and plain.manifest.get("precision", "fp32") == "fp32":
+            origin = artifact.manifest.optimized_from
+            if origin is not None and origin.path and (Path(origin.path) / "manifest.json").is_file():
+                plain = Artifact.load(origin.path, verify=False)
+                if not plain.manifest.passes and plain.manifest.precision is Precision.FP32:
                     return plain
         target = self.workdir / f"{self.group.key}-export"
         if (target / "manifest.json").is_file():
@@ -177,7 +165,7 @@ class OrtBaselineEngine(Engine):
         out = self.workdir / f"{self.group.key}-ort-int8.onnx"
         if not out.is_file():
             out.parent.mkdir(parents=True, exist_ok=True)
-            quantize_dynamic(plain.model_path, out, use_external_data_format=bool(plain.manifest.get("external_data")))
+            quantize_dynamic(plain.model_path, out, use_external_data_format=plain.manifest.external_data)
         return plain, out
 
     def prepare(self) -> None:
@@ -186,24 +174,19 @@ class OrtBaselineEngine(Engine):
     def load(self, threads: int) -> None:
         import onnxruntime as ort
 
-        from encoderforge.runtime.backends.onnxruntime import OrtSession
+        from encoderforge.runtime.backends.onnxruntime import OrtOptions, OrtSession
         from encoderforge.runtime.pipelines import PIPELINES
 
         plain, path = getattr(self, "_prepared", None) or self._model_file()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
+        options = OrtOptions(intra_op_threads=threads).session_options()
         raw = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.session = OrtSession(raw, self.name, io_binding=False)
         self.info["model_file"] = str(path)
-        if plain.task in PIPELINES:
-            self.pipeline = PIPELINES.get(plain.task)(self.group.artifacts[0], self.session)
-            self.description += "; end-to-end inside encoderforge's pipeline (same tokenization and post-processing)"
-        else:
-            self.no_pipeline = f"no encoderforge pipeline for task {plain.task!r}"
+        self.pipeline = PIPELINES.get(plain.task)(self.group.artifacts[0], self.session)
+        self.description += "; end-to-end inside encoderforge's pipeline (same tokenization and post-processing)"
 
     def call(self, mode: Mode, inputs: PointInputs) -> Call:
-        return session_or_pipeline_call(self.session, self.pipeline, self.no_pipeline, self.group.task, mode, inputs)
+        return session_or_pipeline_call(self.session, self.pipeline, mode, inputs)
 
     def close(self) -> None:
         self.session = self.pipeline = None

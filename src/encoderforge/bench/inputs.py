@@ -14,6 +14,7 @@ import numpy as np
 
 from encoderforge.artifact import Artifact
 from encoderforge.errors import InputError
+from encoderforge.runtime.pipelines import PIPELINES
 from encoderforge.synthetic import corpus_lines
 from encoderforge.tasks import task_head
 from encoderforge.tokenization import ArtifactTokenizer
@@ -66,18 +67,18 @@ def check_limits(artifact: Artifact, batch_sizes: list[int], seq_lens: list[int]
                 f"sequence length {s} exceeds {artifact.path.name}'s max length {limit}; "
                 f"pass --seq-lens with values <= {limit}"
             )
-    for spec in artifact.manifest["inputs"]:
-        axes = spec.get("axes") or []
+    for spec in artifact.manifest.inputs:
+        axes = spec.axes
         fixed_batch = axes[0] if axes and isinstance(axes[0], int) and axes[0] > 0 else None
         if fixed_batch is not None and any(b != fixed_batch for b in batch_sizes):
             raise InputError(
-                f"{artifact.path.name}'s input {spec['name']!r} has a fixed batch size {fixed_batch}; "
+                f"{artifact.path.name}'s input {spec.name!r} has a fixed batch size {fixed_batch}; "
                 f"pass --batch-sizes {fixed_batch} or re-export with a dynamic batch axis"
             )
         fixed_seq = axes[-1] if axes and isinstance(axes[-1], int) and axes[-1] > 0 else None
         if fixed_seq is not None and any(s != fixed_seq for s in seq_lens):
             raise InputError(
-                f"{artifact.path.name}'s input {spec['name']!r} has a fixed sequence length {fixed_seq}; "
+                f"{artifact.path.name}'s input {spec.name!r} has a fixed sequence length {fixed_seq}; "
                 f"pass --seq-lens {fixed_seq}"
             )
 
@@ -117,7 +118,7 @@ def build_inputs(artifact: Artifact, tokenizer: ArtifactTokenizer, batch_size: i
     if head.multiple_choice:
         feed = {name: array.reshape(batch_size, NUM_CHOICES, seq_len) for name, array in feed.items()}
         texts = [(texts[i][0], [t[1] for t in texts[i: i + NUM_CHOICES]]) for i in range(0, rows, NUM_CHOICES)]
-    if head.name == "fill-mask":
+    if PIPELINES.get(head.name).contract.masked_text:
         mask = _mask_token(artifact, tokenizer)
         if mask is not None:  # one masked word per text, for the end-to-end pipeline
             texts = [_with_mask(text, mask) for text in texts]

@@ -16,6 +16,8 @@ from typing import Any
 
 from encoderforge.bench.engines import Call, Engine, Group, Mode, Skip
 from encoderforge.bench.inputs import PointInputs
+from encoderforge.runtime.pipelines import PIPELINES
+from encoderforge.runtime.pipelines.base import TaskContract
 from encoderforge.tasks import task_head
 
 # transformers.pipeline has no end-to-end counterpart for these heads (multiple choice has no pipeline;
@@ -53,7 +55,7 @@ class TorchEngine(Engine):
         head = task_head(self.group.task)
         self.model = getattr(transformers, head.auto_class).from_pretrained(source).eval()
         self.info.update(torch=torch.__version__, transformers=transformers.__version__, threads=threads)
-        if head.name not in _NO_TRANSFORMERS_PIPELINE and head.name != "feature-extraction":
+        if head.name not in _NO_TRANSFORMERS_PIPELINE and _contract(head.name).result != "embedding":
             tokenizer = transformers.AutoTokenizer.from_pretrained(source)
             if head.name == "question-answering":  # transformers 5 removed this pipeline: the hand-written loop
                 self.pipeline = _ManualQA(self.model, tokenizer)
@@ -75,11 +77,11 @@ class TorchEngine(Engine):
                     return model(**tensors)
 
             return forward
-        if self.group.task == "feature-extraction":
+        if _contract(self.group.task).result == "embedding":
             raise Skip("for embeddings the end-to-end peer is sentence-transformers (--compare sentence-transformers)")
         if self.pipeline is None:
             raise Skip(f"transformers has no comparable end-to-end pipeline for {self.group.task!r}")
-        return _transformers_pipeline_call(self.pipeline, self.group.task, inputs)
+        return _transformers_pipeline_call(self.pipeline, _contract(self.group.task), inputs)
 
     def close(self) -> None:
         self.model = self.pipeline = None
@@ -108,13 +110,15 @@ class _ManualQA:
         return answers
 
 
-def _transformers_pipeline_call(pipeline: Any, task: str, inputs: PointInputs) -> Call:
-    texts, batch = inputs.texts, inputs.batch_size
-    if task == "question-answering":
-        questions = [q for q, _ in texts]
-        contexts = [c for _, c in texts]
-        return lambda: pipeline(question=questions, context=contexts, batch_size=batch)
-    return lambda: pipeline(texts, batch_size=batch)
+def _contract(task: str) -> TaskContract:
+    return PIPELINES.get(task_head(task).name).contract
+
+
+def _transformers_pipeline_call(pipeline: Any, contract: TaskContract, inputs: PointInputs) -> Call:
+    """transformers' pipelines are asked like ours: the texts, or one list per request field (QA)."""
+    args, fields = contract.many(inputs.texts)
+    batch = inputs.batch_size
+    return lambda: pipeline(*args, **fields, batch_size=batch)
 
 
 class SentenceTransformersEngine(Engine):
@@ -123,7 +127,7 @@ class SentenceTransformersEngine(Engine):
         self.model: Any = None
 
     def load(self, threads: int) -> None:
-        if task_head(self.group.task).name != "feature-extraction":
+        if _contract(self.group.task).result != "embedding":
             raise Skip(f"sentence-transformers only applies to embedding models, not {self.group.task!r}")
         _require("sentence_transformers", "pip install sentence-transformers")
         source = _require_source(self.group)

@@ -67,7 +67,7 @@ def resolve_threads(threads: int | None) -> int:
 
 
 def _source(artifact: Artifact) -> Path | None:
-    raw = str(artifact.manifest.get("source", ""))
+    raw = artifact.manifest.source or ""
     for candidate in (Path(raw).expanduser(), artifact.path.parent / raw):
         if raw and (candidate / "config.json").is_file():
             return candidate.resolve()
@@ -84,8 +84,9 @@ def make_groups(artifacts: list[Artifact]) -> list[Group]:
         source = _source(members[0])
         name = members[0].path.name if source is None else (
             source.parent.name if source.name in ("model", "checkpoint", "snapshot") else source.name)
-        digest = hashlib.sha256(f"{origin}|{task}|{members[0].manifest['files'].get(members[0].manifest['model_file'], {})}"
-                                .encode()).hexdigest()[:10]
+        entry = members[0].manifest.files.get(members[0].manifest.model_file)
+        file_key = {} if entry is None else {"sha256": entry.sha256, "bytes": entry.bytes}
+        digest = hashlib.sha256(f"{origin}|{task}|{file_key}".encode()).hexdigest()[:10]
         groups.append(Group(name, f"{name}-{digest}", task, source, tuple(members)))
     return groups
 
@@ -246,9 +247,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         record = records[engine.name + "@" + engine.group.key]
         record.update(description=engine.description, info=engine.info)
     identities = {a.path.name: {"path": str(a.path), "task": a.task, "family": a.family,
-                                "precision": a.manifest.get("precision", "fp32"),
-                                "model_sha256": a.manifest["files"].get(a.manifest["model_file"], {}).get("sha256"),
-                                "source": a.manifest.get("source")} for a in artifacts}
+                                "precision": a.manifest.precision.value,
+                                "model_sha256": a.manifest.model_sha256,
+                                "source": a.manifest.source} for a in artifacts}
     return {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -112,14 +112,14 @@ def read_items(source: str | Path | Iterable[Any], *, text_field: str = "text") 
 
 def default_items(count: int = DEFAULT_SAMPLES) -> list[str]:
     """Built-in calibration text (the synthetic corpus lines and combinations) when the user gives none."""
-    from encoderforge.fidelity import sentence_corpus
+    from encoderforge.corpus import sentence_corpus
 
     return sentence_corpus(count, seed=1)
 
 
 def _adapt(items: Sequence[Any], kind: str) -> list[Any]:
     """Make items fit the head: plain texts become pairs for QA (consecutive texts) and prompts for MC."""
-    from encoderforge.fidelity import _CHOICES
+    from encoderforge.corpus import CHOICES as _CHOICES
 
     adapted: list[Any] = []
     for i, item in enumerate(items):

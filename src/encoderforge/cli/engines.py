@@ -17,11 +17,11 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
         artifact=Path(args.artifact), profiles=args.profiles, settings=settings, force=args.force,
         validate=not args.no_validate, min_cosine=args.min_cosine, device_id=args.device_id,
     ))
-    key = result.entry["key"]
-    state = "up to date" if result.cached else f"built in {result.entry['build_seconds']} s"
+    key = result.entry.key
+    state = "up to date" if result.cached else f"built in {result.entry.build_seconds} s"
     print(f"{result.path}: {state} ({key['gpu']}, compute {key['compute_capability']}, TensorRT {key['tensorrt']}, "
           f"profiles {key['profiles']})")
-    report = result.entry.get("validation")
+    report = result.entry.validation
     if report:
         print(f"validation vs the ONNX graph: {'PASSED' if report['passed'] else 'FAILED'}, min cosine "
               f"{report['min_cosine']:.6f} (required {report['min_cosine_required']}), "

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from encoderforge.manifest import Precision, Target
+from encoderforge.tasks import TASKS
+
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from encoderforge.exporters import ExportConfig, OptimizeSettings, export
@@ -24,11 +27,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     )
     artifact = export(config)
     manifest = artifact.manifest
-    print(f"wrote {artifact.path} ({artifact.family}, {artifact.task}, {manifest['precision']})")
-    print("\n".join(validation_lines(manifest["validation"])))
-    if "fidelity" in manifest:
-        print(f"fidelity vs fp32 after {manifest['precision']} for {manifest['target']}: "
-              f"min cosine {manifest['fidelity']['min_cosine']:.6f}")
+    print(f"wrote {artifact.path} ({artifact.family}, {artifact.task}, {manifest.precision})")
+    print("\n".join(validation_lines(manifest.validation)))
+    if manifest.fidelity is not None:
+        print(f"fidelity vs fp32 after {manifest.precision} for {manifest.target}: "
+              f"min cosine {manifest.fidelity['min_cosine']:.6f}")
     return 0
 
 
@@ -37,7 +40,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from encoderforge.summary import describe
 
     artifact = Artifact.load(args.artifact, verify=not args.no_verify)
-    print(json.dumps(artifact.manifest, indent=2) if args.json else describe(artifact))
+    print(json.dumps(artifact.manifest.to_json(), indent=2) if args.json else describe(artifact))
     return 0
 
 
@@ -46,9 +49,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from encoderforge.summary import validation_lines
 
     for artifact in run_demo(Path(args.output), force=args.force):
-        print(f"\n{artifact.path}: {artifact.manifest['source']} ({artifact.family}, {artifact.task}), "
-              f"exported in {artifact.manifest['export_seconds']} s")
-        print("\n".join(validation_lines(artifact.manifest["validation"])))
+        print(f"\n{artifact.path}: {artifact.manifest.source} ({artifact.family}, {artifact.task}), "
+              f"exported in {artifact.manifest.export_seconds} s")
+        print("\n".join(validation_lines(artifact.manifest.validation)))
     return 0
 
 
@@ -63,7 +66,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="export a model + task head to a validated ONNX artifact")
     p.add_argument("--model", required=True, help="hub id or local directory (save_pretrained output)")
-    p.add_argument("--task", required=True, help="task head: pipeline name or alias (qa, ner, cls, mlm, mc, embed, causal-lm)")
+    p.add_argument("--task", required=True, help=f"task head, by pipeline name or alias: {', '.join(TASKS.choices())}")
     p.add_argument("--output", required=True, help="artifact directory to create")
     p.add_argument("--exporter", choices=["auto", "torchscript", "dynamo"], default="auto")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17 TorchScript, 18 dynamo)")
@@ -73,9 +76,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--with-past", action="store_true",
                    help="text-generation: also write model_with_past.onnx (past key/values in and out) for fast decoding")
     p.add_argument("--target", default=None,
-                   help="cpu | cuda | tensorrt: optimize right after export (as `encoderforge optimize`)")
+                   help=f"{' | '.join(t.value for t in Target)}: optimize right after export (as `encoderforge optimize`)")
     p.add_argument("--precision", default=None,
-                   help="fp32 | fp16 | int8-dynamic | int8-static: optimize right after export")
+                   help=f"{' | '.join(p.value for p in Precision)}: optimize right after export")
     p.add_argument("--calibration-data", default=None, help="int8-static: text file or JSONL for calibration")
     p.add_argument("--max-accuracy-drop", type=float, default=None,
                    help="bound on 1 - min cosine vs fp32 (default per precision); runs the sensitivity sweep for int8-static")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from encoderforge.manifest import Precision, Target
+
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from encoderforge.graph_passes import OptimizeConfig, optimize
@@ -18,13 +20,13 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     )
     artifact = optimize(config)
     manifest = artifact.manifest
-    print(f"wrote {artifact.path} ({artifact.family}, {artifact.task}, {manifest['precision']} for {manifest['target']})")
-    for result in manifest["passes"]:
-        counts = ", ".join(f"{op} {n}" + (f"/{result['expected'][op]}" if op in result["expected"] else "")
-                           for op, n in result["counts"].items())
-        short = "" if not result["shortfalls"] else f"  SHORTFALL: {', '.join(result['shortfalls'])}"
-        print(f"  pass {result['name']}: {counts or 'no counts'}{short}")
-    fid = manifest["fidelity"]
+    print(f"wrote {artifact.path} ({artifact.family}, {artifact.task}, {manifest.precision} for {manifest.target})")
+    for result in manifest.passes:
+        counts = ", ".join(f"{op} {n}" + (f"/{result.expected[op]}" if op in result.expected else "")
+                           for op, n in result.counts.items())
+        short = "" if not result.shortfalls else f"  SHORTFALL: {', '.join(result.shortfalls)}"
+        print(f"  pass {result.name}: {counts or 'no counts'}{short}")
+    fid = manifest.fidelity or {}
     agreement = "n/a" if fid["argmax_agreement"] is None else f"{fid['argmax_agreement']:.3f}"
     sqnr = "inf" if fid["median_sqnr_db"] is None else f"{fid['median_sqnr_db']:.1f} dB"
     print(f"  fidelity vs fp32 on {fid['samples']} held-out inputs: min cosine {fid['min_cosine']:.6f}, "
@@ -37,8 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("optimize", help="fuse / quantize an artifact for a target; writes a new artifact with a fidelity report")
     p.add_argument("artifact", help="source artifact directory (fp32, from `encoderforge export`)")
     p.add_argument("--output", required=True, help="new artifact directory")
-    p.add_argument("--target", default="cpu", help="cpu | cuda | tensorrt (default cpu)")
-    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8-dynamic | int8-static (default fp32)")
+    p.add_argument("--target", default="cpu", help=f"{' | '.join(t.value for t in Target)} (default cpu)")
+    p.add_argument("--precision", default="fp32", help=f"{' | '.join(p.value for p in Precision)} (default fp32)")
     p.add_argument("--calibration-data", default=None, help="text or JSONL file for int8-static / fp16 ranges")
     p.add_argument("--calibration-method", default="minmax", help="minmax | entropy | percentile (int8-static)")
     p.add_argument("--calibration-samples", type=int, default=None, help="calibration inputs (default: the pass's)")

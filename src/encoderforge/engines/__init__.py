@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from encoderforge.artifact import Artifact, write_manifest
 from encoderforge.engines.builder import BuildSettings, build_serialized, write_atomic
 from encoderforge.engines.cache import engine_entries, make_key, replace_entry
 from encoderforge.engines.profiles import default_buckets, make_profiles, parse_buckets, profiles_as_manifest
+from encoderforge.manifest import EngineEntry
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +45,17 @@ class EngineConfig:
 @dataclass(frozen=True)
 class EngineResult:
     artifact: Artifact
-    entry: dict[str, Any]
+    entry: EngineEntry
     cached: bool  # True: an engine with the same key was already there
 
     @property
     def path(self) -> Path:
-        return self.artifact.path / str(self.entry["file"])
+        return self.artifact.path / self.entry.file
 
 
 def graph_precision(artifact: Artifact) -> str:
-    """fp32 | fp16 | int8, from the manifest's precision (e.g. 'int8-static' counts as int8)."""
-    precision = str(artifact.manifest.get("precision", "fp32"))
-    return "int8" if "int8" in precision else "fp16" if "fp16" in precision else "fp32"
+    """fp32 | fp16 | int8, from the manifest's precision (int8-dynamic and int8-static are int8)."""
+    return artifact.manifest.precision.numeric
 
 
 def build_engine(config: EngineConfig) -> EngineResult:
@@ -68,42 +67,39 @@ def build_engine(config: EngineConfig) -> EngineResult:
     spec = ",".join(str(p.bucket) for p in profiles)
     machine = current_machine(config.device_id)
     key = make_key(artifact, machine, profiles=spec, typing=config.settings.typing)
-    existing = next((e for e in engine_entries(artifact) if e["file"] == key.file), None)
+    existing = next((e for e in engine_entries(artifact) if e.file == key.file), None)
     if existing is not None and (artifact.path / key.file).is_file() and not config.force:
         log.info("engine %s is up to date for %s", key.file, machine.gpu)
         return EngineResult(artifact, existing, cached=True)
 
     precision = graph_precision(artifact)
     started = time.perf_counter()
-    axes = {spec_["name"]: spec_["axes"] for spec_ in artifact.manifest["inputs"]}
+    axes = artifact.manifest.input_axes()
     plan = build_serialized(artifact.model_path, axes, profiles, precision=precision, settings=config.settings)
-    build_seconds = round(time.perf_counter() - started, 2)
-    entry: dict[str, Any] = {
-        "file": key.file, "key": {**asdict(key), "digest": key.digest}, "profiles": profiles_as_manifest(profiles),
-        "precision": precision, "build_seconds": build_seconds, "bytes": len(plan),
-        "timing_cache": None if config.settings.timing_cache is None else str(config.settings.timing_cache),
-    }
+    entry = EngineEntry(
+        file=key.file, key={**asdict(key), "digest": key.digest}, profiles=tuple(profiles_as_manifest(profiles)),
+        precision=precision, build_seconds=round(time.perf_counter() - started, 2), bytes=len(plan),
+        timing_cache=None if config.settings.timing_cache is None else str(config.settings.timing_cache),
+    )
     if config.validate:
         from encoderforge.engines.validate import validate_engine
 
-        output_axes = {s["name"]: s["axes"] for s in artifact.manifest["outputs"]}
+        output_axes = artifact.manifest.output_axes()
         with TrtSession(plan, device_id=config.device_id, output_axes=output_axes, source=key.file) as session:
-            entry["validation"] = validate_engine(artifact, session, profiles, precision=precision,
-                                                  min_cosine=config.min_cosine)
+            entry = replace(entry, validation=validate_engine(artifact, session, profiles, precision=precision,
+                                                              min_cosine=config.min_cosine))
     write_atomic(artifact.path / key.file, plan)
     return EngineResult(_record(artifact, entry), entry, cached=False)
 
 
-def _record(artifact: Artifact, entry: dict[str, Any]) -> Artifact:
+def _record(artifact: Artifact, entry: EngineEntry) -> Artifact:
     """Add the entry to the manifest (dropping stale ones and their files) and rewrite the file table."""
     entries = replace_entry(engine_entries(artifact), entry)
-    kept = {e["file"] for e in entries}
+    kept = {e.file for e in entries}
     for old in engine_entries(artifact):
-        if old["file"] not in kept:
-            log.info("removing stale engine %s", old["file"])
-            (artifact.path / old["file"]).unlink(missing_ok=True)
-    manifest = {**artifact.manifest, "engines": entries}
-    manifest.pop("files", None)
-    write_manifest(artifact.path, manifest)
+        if old.file not in kept:
+            log.info("removing stale engine %s", old.file)
+            (artifact.path / old.file).unlink(missing_ok=True)
+    write_manifest(artifact.path, replace(artifact.manifest, engines=tuple(entries)))
     return Artifact.load(artifact.path, verify=False)
 

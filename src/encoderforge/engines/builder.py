@@ -27,12 +27,11 @@ if TYPE_CHECKING:
 
 from encoderforge.engines.profiles import Profile
 from encoderforge.errors import EncoderForgeError, UnsupportedError
+from encoderforge.runtime.backends.tensorrt import require_tensorrt
 
 log = logging.getLogger(__name__)
 
 Typing = Literal["strong", "weak"]
-TENSORRT_HINT = ("install TensorRT 10 or 11 for your CUDA version (pip install 'encoderforge[tensorrt]', "
-                 "which needs NVIDIA's package index) on a machine with an NVIDIA GPU")
 # Builder flags a weakly typed build sets for the graph's precision (TensorRT 10 only).
 WEAK_FLAGS: Mapping[str, tuple[str, ...]] = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}
 # Ops TensorRT's ONNX parser does not know: onnxruntime's contrib fusions and dynamic quantization.
@@ -41,22 +40,6 @@ _UNPARSEABLE_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "Dy
 
 class EngineBuildError(EncoderForgeError):
     """TensorRT could not parse the graph or build an engine from it."""
-
-
-def require_tensorrt() -> Any:
-    """The tensorrt module; UnsupportedError naming the install when it is missing."""
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise UnsupportedError(f"TensorRT is not installed ({exc}); {TENSORRT_HINT}") from exc
-    if not hasattr(tensorrt, "Builder"):  # e.g. only tensorrt-stubs' .pyi files: an empty namespace package
-        raise UnsupportedError(f"the importable 'tensorrt' ({list(getattr(tensorrt, '__path__', []))}) is not "
-                               f"TensorRT's Python bindings (type stubs only?); {TENSORRT_HINT}")
-    return tensorrt
-
-
-def tensorrt_version() -> str:
-    return str(require_tensorrt().__version__)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,78 +1,32 @@
-"""The engine cache: which TensorRT engine in an artifact fits this machine, and why the others do not.
+"""The engine cache, build side: the key a new engine is filed under, and the entries kept beside it.
 
 A serialized engine only runs on the GPU model and TensorRT version that built it, and only means anything
-for the graph it was built from. Each engine is recorded in the manifest's `engines` list with its key:
-
-    gpu name, compute capability, TensorRT version, sha256 of model.onnx (+ its external data file)
-    + the build settings (profiles, typing) that change the engine but not what it computes
-
-The key's digest names the file (`engines/trt-<digest>.plan`), so a build with the same key on the same
-machine is a cache hit. At load time an engine is usable when gpu, compute capability, TensorRT version and
-graph hashes all match; otherwise it is *stale* (the graph changed since) or *foreign* (another GPU or
-TensorRT), and the reason is spelled out.
+for the graph it was built from; its key (gpu, compute capability, TensorRT version, graph sha256s, build
+settings) names its file, so a build with the same key on the same machine is a cache hit. Which recorded
+engine runs here is the runtime's question: `encoderforge.runtime.backends.engine_lookup`.
 
 Pure Python: no TensorRT, testable everywhere.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Sequence
 
 from encoderforge.artifact import Artifact
-from encoderforge.errors import ArtifactError
+from encoderforge.manifest import EngineEntry
+from encoderforge.runtime.backends.engine_lookup import (
+    ENGINE_DIR,
+    EngineKey,
+    Lookup,
+    Machine,
+    engine_entries,
+    find_engine,
+    graph_hashes,
+    mismatches,
+)
 
-ENGINE_DIR = "engines"
-
-
-@dataclass(frozen=True)
-class Machine:
-    """What an engine must match to run here."""
-
-    gpu: str
-    compute_capability: str
-    tensorrt: str
-
-
-@dataclass(frozen=True)
-class EngineKey:
-    gpu: str
-    compute_capability: str
-    tensorrt: str
-    onnx_sha256: str
-    onnx_data_sha256: str | None
-    profiles: str  # canonical "1x16,8x128,32x384"
-    typing: str  # strong | weak
-
-    @property
-    def digest(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-    @property
-    def file(self) -> str:
-        return f"{ENGINE_DIR}/trt-{self.digest}.plan"
-
-    @classmethod
-    def from_manifest(cls, data: Mapping[str, Any]) -> EngineKey:
-        try:
-            return cls(**{name: data[name] for name in cls.__dataclass_fields__})
-        except KeyError as exc:
-            raise ArtifactError(f"engine entry lacks key field {exc}; rebuild it with `encoderforge build-engine`") from exc
-
-
-def graph_hashes(artifact: Artifact) -> tuple[str, str | None]:
-    """sha256 of the artifact's model file and of its external data file (None without one), from the
-    manifest's file table (checked against the files when the artifact was loaded with verify)."""
-    files = artifact.manifest["files"]
-    model = artifact.manifest["model_file"]
-    if model not in files:
-        raise ArtifactError(f"{model!r} is not in {artifact.path}'s file table; re-export the artifact")
-    data = files.get(f"{model}.data")
-    return str(files[model]["sha256"]), None if data is None else str(data["sha256"])
+__all__ = ["ENGINE_DIR", "EngineKey", "Lookup", "Machine", "engine_entries", "find_engine", "graph_hashes",
+           "make_key", "mismatches", "replace_entry"]
 
 
 def make_key(artifact: Artifact, machine: Machine, *, profiles: str, typing: str) -> EngineKey:
@@ -80,59 +34,10 @@ def make_key(artifact: Artifact, machine: Machine, *, profiles: str, typing: str
     return EngineKey(machine.gpu, machine.compute_capability, machine.tensorrt, onnx_sha, data_sha, profiles, typing)
 
 
-def mismatches(key: EngineKey, machine: Machine, artifact: Artifact) -> list[str]:
-    """Why an engine with this key cannot run here on this artifact's graph; empty when it can."""
-    reasons = []
-    if (key.gpu, key.compute_capability) != (machine.gpu, machine.compute_capability):
-        reasons.append(f"built for {key.gpu} (compute {key.compute_capability}), this GPU is {machine.gpu} "
-                       f"(compute {machine.compute_capability})")
-    if key.tensorrt != machine.tensorrt:
-        reasons.append(f"built with TensorRT {key.tensorrt}, this is TensorRT {machine.tensorrt}")
-    onnx_sha, data_sha = graph_hashes(artifact)
-    if (key.onnx_sha256, key.onnx_data_sha256) != (onnx_sha, data_sha):
-        reasons.append(f"built from a graph with sha256 {key.onnx_sha256[:12]}, the artifact's "
-                       f"{artifact.manifest['model_file']} is now {onnx_sha[:12]} (stale: the graph changed since)")
-    return reasons
-
-
-def engine_entries(artifact: Artifact) -> list[dict[str, Any]]:
-    entries = artifact.manifest.get("engines", [])
-    if not isinstance(entries, list):
-        raise ArtifactError(f"{artifact.path}/manifest.json: 'engines' is not a list; rebuild with build-engine")
-    return entries
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """The usable engine entry (or None) and, for every other entry, why it was passed over."""
-
-    entry: dict[str, Any] | None
-    rejected: tuple[tuple[str, tuple[str, ...]], ...]
-
-    def explain(self) -> str:
-        if not self.rejected:
-            return "the artifact has no TensorRT engine"
-        return "; ".join(f"{file}: {', '.join(reasons)}" for file, reasons in self.rejected)
-
-
-def find_engine(artifact: Artifact, machine: Machine) -> Lookup:
-    """The newest engine entry that runs here, with the reasons the others do not."""
-    rejected = []
-    usable = None
-    for entry in engine_entries(artifact):
-        reasons = mismatches(EngineKey.from_manifest(entry["key"]), machine, artifact)
-        if not (artifact.path / entry["file"]).is_file():
-            reasons.append("the engine file is missing")
-        if reasons:
-            rejected.append((str(entry["file"]), tuple(reasons)))
-        else:
-            usable = entry
-    return Lookup(usable, tuple(rejected))
-
-
-def replace_entry(entries: Sequence[Mapping[str, Any]], entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+def replace_entry(entries: Sequence[EngineEntry], entry: EngineEntry) -> list[EngineEntry]:
     """The entries with `entry` added; one with the same file, or built from another graph (stale), drops out."""
-    graph = (entry["key"]["onnx_sha256"], entry["key"]["onnx_data_sha256"])
-    kept = [dict(e) for e in entries
-            if e["file"] != entry["file"] and (e["key"]["onnx_sha256"], e["key"]["onnx_data_sha256"]) == graph]
-    return [*kept, dict(entry)]
+    def graph(e: EngineEntry) -> tuple[object, object]:
+        return e.key.get("onnx_sha256"), e.key.get("onnx_data_sha256")
+
+    kept = [e for e in entries if e.file != entry.file and graph(e) == graph(entry)]
+    return [*kept, entry]

@@ -16,16 +16,16 @@ from typing import Any
 import numpy as np
 
 from encoderforge.artifact import Artifact
+from encoderforge.corpus import CHOICES, sentence_corpus
 from encoderforge.engines.profiles import Profile
 from encoderforge.errors import ValidationError
-from encoderforge.fidelity import Feed, compare_outputs, run_model, sentence_corpus
+from encoderforge.fidelity import Feed, compare_outputs, run_model
 from encoderforge.tasks import task_head
 from encoderforge.tokenization import ArtifactTokenizer, TextInput
 
 # Cosine floors by graph precision: the engine must compute what the graph computes (TF32 / fp16 kernels
 # and int8 re-fusions move results a little, never the direction of an output vector).
 MIN_COSINE = {"fp32": 0.999, "fp16": 0.995, "int8": 0.98}
-_CHOICES = ("and then the rain stopped.", "so they went home early.", "but nobody noticed.")
 
 
 def _items(kind: str, texts: Sequence[str], rows: int, long: bool) -> list[Any]:
@@ -51,7 +51,7 @@ def profile_feeds(artifact: Artifact, profile: Profile) -> list[tuple[str, Feed]
         items = _items(kind, texts, rows, long)
         if kind == "mc":
             choices = profile.other.opt
-            pairs: list[TextInput] = [(item, _CHOICES[c % len(_CHOICES)]) for item in items for c in range(choices)]
+            pairs: list[TextInput] = [(item, CHOICES[c % len(CHOICES)]) for item in items for c in range(choices)]
             encoded = tokenizer.encode(pairs, max_length=length)
             flat = tokenizer.to_feed(encoded, pad_to=max(length, profile.sequence.min))
             feed = {k: v.reshape(rows, choices, v.shape[-1]) for k, v in flat.items()}

@@ -22,6 +22,7 @@ from encoderforge import __version__
 from encoderforge.artifact import Artifact, staging, write_manifest
 from encoderforge.errors import ArtifactError
 from encoderforge.exporters.onnx_export import DYNAMO_OPSET, MIN_OPSET
+from encoderforge.manifest import EmbeddingSettings, Manifest, Precision, TokenizerSettings, WithPast
 from encoderforge.onnx_files import EXTERNAL_DATA_THRESHOLD, MODEL_FILE, value_table
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class ExportConfig:
         from encoderforge.errors import UnsupportedError
         from encoderforge.tasks import task_head
 
-        if self.with_past and task_head(self.task).name != "text-generation":
+        if self.with_past and not task_head(self.task).causal:
             raise UnsupportedError(
                 f"with_past (--with-past) applies to text-generation (causal-lm) only, not {self.task!r}; "
                 "drop --with-past or use --task causal-lm"
@@ -78,7 +79,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _copy_sentence_transformers_config(source: str, stage: Path) -> dict[str, Any] | None:
+def _copy_sentence_transformers_config(source: str, stage: Path) -> EmbeddingSettings | None:
     """Keep sentence-transformers' pooling (1_Pooling/config.json) and normalization for embeddings."""
     root = Path(source)
     pooling = root / "1_Pooling" / "config.json"
@@ -93,8 +94,8 @@ def _copy_sentence_transformers_config(source: str, stage: Path) -> dict[str, An
     settings = json.loads(pooling.read_text())
     mode = next((k[len("pooling_mode_"):] for k, v in settings.items() if k.startswith("pooling_mode_") and v), None)
     mode = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}.get(mode or "", mode)
-    return {"pooling": mode, "normalize": normalize, "max_seq_length": max_seq_length,
-            "source": "1_Pooling/config.json"}
+    return EmbeddingSettings(pooling=mode, normalize=normalize, max_seq_length=max_seq_length,
+                             source="1_Pooling/config.json")
 
 
 def _quiet_progress_bars() -> None:
@@ -104,7 +105,7 @@ def _quiet_progress_bars() -> None:
     transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
-def _export_with_past(ref: Any, stage: Path, config: ExportConfig, tolerance: float, max_length: int) -> Any:
+def _export_with_past(ref: Any, stage: Path, config: ExportConfig, tolerance: float, max_length: int) -> WithPast:
     from encoderforge.exporters.with_past import export_with_past
 
     return export_with_past(
@@ -167,28 +168,27 @@ def _export_fp32(config: ExportConfig) -> Artifact:
             cases, tolerance=tolerance,
         )
         graph = onnx.load(str(stage / MODEL_FILE), load_external_data=False)
-        manifest: dict[str, Any] = {
-            "family": family.name,
-            "model_type": ref.config.model_type,
-            "task": head.name,
-            "source": config.model,
-            "model_file": MODEL_FILE,
-            "external_data": len(files) > 1,
-            "inputs": value_table(graph.graph.input),
-            "outputs": value_table(graph.graph.output),
-            "feeds": {name: FEEDS[name] for name in family.input_names},
-            "padding_sensitive": family.padding_sensitive,
-            "tokenizer": tokenizer_section,
-            "embedding": embedding,
-            "precision": "fp32",
-            "exporter": exporter,
-            "opset": opset,
-            "passes": [],
-            "validation": report,
-            "versions": _versions(),
-        }
-        if config.with_past:
-            manifest["with_past"] = _export_with_past(ref, stage, config, tolerance, max_length)
-        manifest["export_seconds"] = round(time.perf_counter() - started, 2)
+        with_past = _export_with_past(ref, stage, config, tolerance, max_length) if config.with_past else None
+        manifest = Manifest(
+            family=family.name,
+            model_type=ref.config.model_type,
+            task=head.name,
+            source=config.model,
+            model_file=MODEL_FILE,
+            external_data=len(files) > 1,
+            inputs=value_table(graph.graph.input),
+            outputs=value_table(graph.graph.output),
+            feeds={name: FEEDS[name] for name in family.input_names},
+            padding_sensitive=family.padding_sensitive,
+            tokenizer=TokenizerSettings.from_json(tokenizer_section, where="tokenizer"),
+            embedding=embedding,
+            precision=Precision.FP32,
+            exporter=exporter,
+            opset=opset,
+            validation=report,
+            versions=_versions(),
+            with_past=with_past,
+            export_seconds=round(time.perf_counter() - started, 2),
+        )
         write_manifest(stage, manifest)
     return Artifact.load(config.output)

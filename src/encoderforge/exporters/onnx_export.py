@@ -31,7 +31,7 @@ def head_module(model: Any, head: TaskHead, input_names: tuple[str, ...]) -> Any
 
         def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
             kwargs: dict[str, Any] = dict(zip(input_names, inputs))
-            if head.name == "text-generation":
+            if head.causal:
                 kwargs["use_cache"] = False
             output = self.model(**kwargs, return_dict=True)
             return tuple(getattr(output, spec.name) for spec in head.outputs)

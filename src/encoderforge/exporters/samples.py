@@ -12,28 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from encoderforge.corpus import LONG_TEXT, MC_PROMPTS, QA_PAIRS, SENTENCES
 from encoderforge.tasks import TaskHead
 
-SENTENCES = (
-    "The museum in Lyon holds a collection of silk weaving looms.",
-    "Emmanuel Macron vit à Paris. Crème brûlée 😀 東京!",
-    "Yes.",
-)
-QA_PAIRS = (
-    ("Who wrote Moby-Dick?", "Herman Melville wrote Moby-Dick in 1851, after years at sea on whaling ships."),
-    ("Où est la gare ?", "Elle est à deux rues d'ici."),
-    ("When?", "In the spring of 1824 the river flooded the valley and the mill was rebuilt two years later."),
-)
-MC_PROMPTS = (
-    ("The chef tasted the soup and", ("added salt.", "flew to the moon on a bicycle.", "sang.")),
-    ("Water boils at", ("one hundred degrees Celsius at sea level.", "noon.", "the library.")),
-)
-LONG_TEXT = " ".join(
-    "Graph fusion merges attention and layer normalization; quantization keeps activations calibrated. "
-    "Le café est très chaud 😅 東京は日本の首都です."
-    for _ in range(200)
-)
-
+__all__ = ["LONG_TEXT", "MC_PROMPTS", "QA_PAIRS", "SENTENCES", "Case", "validation_cases"]
 
 @dataclass(frozen=True)
 class Case:

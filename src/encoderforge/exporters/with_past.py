@@ -28,6 +28,7 @@ import onnx
 
 from encoderforge.errors import ExportError, UnsupportedError, ValidationError
 from encoderforge.exporters.onnx_export import export_graph
+from encoderforge.manifest import PositionRule, WithPast
 from encoderforge.onnx_files import save_graph, value_table
 from encoderforge.runtime.pipelines.text_generation import positions
 
@@ -102,11 +103,11 @@ def export_with_past(
     tolerance: float,
     max_length: int,
     external_data_threshold: int,
-) -> dict[str, Any]:
+) -> WithPast:
     """Write WITH_PAST_FILE into `directory`, validate it, and return its manifest section."""
     import torch
 
-    from encoderforge.exporters.samples import SENTENCES
+    from encoderforge.corpus import SENTENCES
 
     if not getattr(config, "is_decoder", False):
         raise UnsupportedError("with_past needs a decoder (is_decoder=True); export with --task text-generation")
@@ -144,18 +145,18 @@ def export_with_past(
         tolerance=tolerance, max_length=max_length,
     )
     saved = onnx.load(str(directory / WITH_PAST_FILE), load_external_data=False)
-    return {
-        "model_file": WITH_PAST_FILE,
-        "external_data": len(files) > 1,
-        "exporter": "torchscript",
-        "num_layers": layers,
-        "num_heads": heads,
-        "head_dim": int(past[0].shape[-1]),
-        "positions": rule,
-        "inputs": value_table(saved.graph.input),
-        "outputs": value_table(saved.graph.output),
-        "validation": report,
-    }
+    return WithPast(
+        model_file=WITH_PAST_FILE,
+        external_data=len(files) > 1,
+        exporter="torchscript",
+        num_layers=layers,
+        num_heads=heads,
+        head_dim=int(past[0].shape[-1]),
+        positions=PositionRule(int(rule["first"]), rule["pad_id"]),
+        inputs=value_table(saved.graph.input),
+        outputs=value_table(saved.graph.output),
+        validation=report,
+    )
 
 
 def _torch_args(feed: dict[str, np.ndarray], names: list[str]) -> tuple[Any, ...]:
@@ -178,7 +179,7 @@ def validate_with_past(
     import onnxruntime as ort
     import torch
 
-    from encoderforge.exporters.samples import LONG_TEXT, SENTENCES
+    from encoderforge.corpus import LONG_TEXT, SENTENCES
     from encoderforge.exporters.validation import compare
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

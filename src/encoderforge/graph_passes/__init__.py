@@ -17,22 +17,24 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import onnx
 
 from encoderforge.artifact import MANIFEST, Artifact, staging, write_manifest
 from encoderforge.errors import ArtifactError, InputError, ValidationError
 from encoderforge.graph_passes.base import PASSES, GraphPass, PassContext, PassResult
-from encoderforge.graph_passes.pipelines import PIPELINES, PRECISIONS, TARGETS, pipeline, resolve
+from encoderforge.graph_passes.options import check_keys
+from encoderforge.graph_passes.pipelines import PASS_PIPELINES, PRECISIONS, TARGETS, pipeline, resolve
+from encoderforge.manifest import OptimizedFrom, Precision, Target
 from encoderforge.onnx_files import DATA_FILE, MODEL_FILE, needs_external_data, save_graph, value_table
 
 __all__ = [
     "DEFAULT_MAX_DROP",
     "PASSES",
-    "PIPELINES",
+    "PASS_PIPELINES",
     "PRECISIONS",
     "TARGETS",
     "GraphPass",
@@ -46,11 +48,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Target = Literal["cpu", "cuda", "tensorrt"]
-Precision = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]
-
 # Default bound on 1 - min cosine (vs the fp32 source, held-out text) per precision; relax with max_accuracy_drop.
-DEFAULT_MAX_DROP = {"fp32": 1e-4, "fp16": 1e-3, "int8-dynamic": 1e-2, "int8-static": 1e-2}
+DEFAULT_MAX_DROP: dict[str, float] = {Precision.FP32.value: 1e-4, Precision.FP16.value: 1e-3,
+                                      Precision.INT8_DYNAMIC.value: 1e-2, Precision.INT8_STATIC.value: 1e-2}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,13 +66,15 @@ class OptimizeConfig:
     fidelity_samples: int = 20  # held-out feeds compared against the fp32 source
     force: bool = False  # replace an existing output
     passes: tuple[str, ...] | None = None  # override the pipeline (expert use, tests)
-    options: Mapping[str, Any] = field(default_factory=dict)  # extra pass options (e.g. per_channel, reduce_range)
+    options: Mapping[str, Any] = field(default_factory=dict)  # extra pass options (options.py: per_channel, ...)
 
 
 def _check(config: OptimizeConfig) -> tuple[str, ...]:
     names = tuple(config.passes) if config.passes is not None else pipeline(config.target, config.precision)
     if config.passes is not None:
         pipeline(config.target, config.precision)  # still validate target / precision
+    check_keys(config.options, names, where=f"--target {config.target} --precision {config.precision} "
+                                            f"({', '.join(names) or 'no passes'})")
     if config.max_accuracy_drop is not None and not 0 <= config.max_accuracy_drop <= 1:
         raise InputError(f"max accuracy drop {config.max_accuracy_drop!r} is out of range; pass a value in [0, 1], "
                          "e.g. 0.01")
@@ -91,8 +93,8 @@ def optimize(config: OptimizeConfig) -> Artifact:
     names = _check(config)
     passes = [resolve(name) for name in names]  # unknown pass names fail here, before any work
     source = Artifact.load(config.artifact)
-    if source.manifest.get("precision", "fp32") != "fp32":
-        raise InputError(f"artifact {str(source.path)!r} is already {source.manifest['precision']}; optimize the "
+    if source.manifest.precision is not Precision.FP32:
+        raise InputError(f"artifact {str(source.path)!r} is already {source.manifest.precision}; optimize the "
                          "fp32 artifact written by `encoderforge export`")
     started = time.perf_counter()
     options = {
@@ -113,7 +115,7 @@ def optimize(config: OptimizeConfig) -> Artifact:
             for op, (expected, achieved) in result.shortfalls().items():
                 log.warning("%s: %s fused %d of %d expected", result.name, op, achieved, expected)
         fidelity = _fidelity(source, model, config, Path(scratch))
-        bound = DEFAULT_MAX_DROP[config.precision] if config.max_accuracy_drop is None else config.max_accuracy_drop
+        bound = DEFAULT_MAX_DROP[Precision(config.precision).value] if config.max_accuracy_drop is None else config.max_accuracy_drop
         drop = float(fidelity["accuracy_drop"])
         if not drop <= bound:
             relax = "relax it with --max-accuracy-drop" if config.max_accuracy_drop is None else "raise --max-accuracy-drop"
@@ -135,38 +137,36 @@ def _fidelity(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, 
         candidate = scratch / "candidate.onnx"
         save_graph(model, scratch, name=candidate.name)
     report = compare_models(source.model_path, candidate, feeds, artifact=source)  # embeddings: pooled
-    manifest: dict[str, Any] = report.as_manifest()
-    manifest["reference"] = "fp32 source artifact, onnxruntime CPU"
-    return manifest
+    return {**report.as_manifest(), "reference": "fp32 source artifact, onnxruntime CPU"}
 
 
 def _write(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, results: list[PassResult],
            fidelity: dict[str, Any], seconds: float) -> Artifact:
-    skip = {MANIFEST, source.manifest["model_file"], DATA_FILE}
+    model_file = source.manifest.model_file
+    skip = {MANIFEST, model_file, DATA_FILE}
     with staging(Path(config.output), force=config.force) as stage:
-        for name in source.manifest["files"]:
-            if name in skip or name.startswith(source.manifest["model_file"]):
+        for name in source.manifest.files:
+            if name in skip or name.startswith(model_file):
                 continue
             target = stage / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source.path / name, target)
         external = len(save_graph(model, stage)) > 1
-        manifest = {k: v for k, v in source.manifest.items() if k not in ("files", "schema_version")}
         shortfalls = {f"{r.name}:{op}": {"expected": e, "achieved": a}
                       for r in results for op, (e, a) in r.shortfalls().items()}
-        manifest.update({
-            "model_file": MODEL_FILE,
-            "external_data": external,
-            "inputs": value_table(model.graph.input),
-            "outputs": value_table(model.graph.output),
-            "precision": config.precision,
-            "target": config.target,
-            "passes": [*source.manifest.get("passes", []), *(r.as_manifest() for r in results)],
-            "fusion_shortfalls": shortfalls,
-            "fidelity": fidelity,
-            "optimized_from": {"path": str(source.path.absolute()),
-                               "model_sha256": source.manifest["files"][source.manifest["model_file"]]["sha256"]},
-            "optimize_seconds": round(seconds, 2),
-        })
+        manifest = replace(
+            source.manifest,
+            model_file=MODEL_FILE,
+            external_data=external,
+            inputs=value_table(model.graph.input),
+            outputs=value_table(model.graph.output),
+            precision=Precision(config.precision),
+            target=Target(config.target),
+            passes=(*source.manifest.passes, *(r.record() for r in results)),
+            fusion_shortfalls=shortfalls,
+            fidelity=fidelity,
+            optimized_from=OptimizedFrom(str(source.path.absolute()), source.manifest.files[model_file].sha256),
+            optimize_seconds=round(seconds, 2),
+        )
         write_manifest(stage, manifest)
     return Artifact.load(config.output)

@@ -107,7 +107,7 @@ def commit(graph: onnx.GraphProto, remove: Iterable[onnx.NodeProto], add: Iterab
     doomed = {id(n) for n in remove}
     nodes = [n for n in graph.node if id(n) not in doomed] + list(add)
     nodes = _live(graph, nodes)
-    nodes = _toposort(graph, nodes)
+    nodes = sorted_nodes(graph, nodes)
     del graph.node[:]
     graph.node.extend(nodes)
     used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
@@ -130,14 +130,19 @@ def _live(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> list[onnx.Node
     return [n for n in nodes if id(n) in live]
 
 
-def _toposort(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+def sorted_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto], *,
+                 unproduced_ok: bool = False) -> list[onnx.NodeProto]:
+    """`nodes` in an order where every input is produced before use (stable otherwise). With
+    `unproduced_ok`, a value no node produces counts as available (e.g. an outer-scope name); without, it is
+    a dangling input. A cycle or dangling input raises ValueError naming a node."""
     available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    produced = {out for node in nodes for out in node.output}
     pending = list(nodes)
     ordered: list[onnx.NodeProto] = []
     while pending:
         rest = []
         for node in pending:
-            if all(i in available for i in node.input):
+            if all(i in available or (unproduced_ok and i not in produced) for i in node.input):
                 ordered.append(node)
                 available.update(node.output)
             else:
@@ -146,6 +151,13 @@ def _toposort(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> list[onnx.
             raise ValueError(f"graph has a cycle or a dangling input near node {rest[0].name!r}")
         pending = rest
     return ordered
+
+
+def topological_sort(graph: onnx.GraphProto) -> None:
+    """Sort the graph's nodes in place so every input is produced before use."""
+    ordered = sorted_nodes(graph, list(graph.node), unproduced_ok=True)
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import onnx
 
 from encoderforge.artifact import Artifact
+from encoderforge.graph_passes.options import check_keys
+from encoderforge.manifest import PassRecord
 from encoderforge.registry import Registry
 
 
@@ -26,7 +28,10 @@ class PassContext:
     artifact: Artifact  # the source artifact (manifest, config.json, tokenizer)
     target: str  # cpu | cuda | tensorrt
     workdir: Path  # scratch directory for passes that work on files (onnxruntime's tools do)
-    options: Mapping[str, Any] = field(default_factory=dict)  # pass-specific settings from the optimize config
+    options: Mapping[str, Any] = field(default_factory=dict)  # pass settings (options.py); unknown keys refused
+
+    def __post_init__(self) -> None:
+        check_keys(self.options)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class PassResult:
     counts: Mapping[str, int] = field(default_factory=dict)
     expected: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)  # JSON-safe, pass-specific (written to the manifest)
 
     def shortfalls(self) -> dict[str, tuple[int, int]]:
         """{op: (expected, achieved)} for every expected count that was not reached."""
@@ -43,7 +49,11 @@ class PassResult:
     def as_manifest(self) -> dict[str, Any]:
         return {"name": self.name, "counts": dict(self.counts), "expected": dict(self.expected),
                 "shortfalls": {k: {"expected": e, "achieved": a} for k, (e, a) in self.shortfalls().items()},
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "details": dict(self.details)}
+
+    def record(self) -> PassRecord:
+        """This result as the manifest's pass record."""
+        return PassRecord.from_json(self.as_manifest(), where=f"passes.{self.name}")
 
 
 class GraphPass(Protocol):

@@ -10,6 +10,7 @@ A causal-LM head (text-generation) keeps its causal mask: no attention fusion is
 from __future__ import annotations
 
 from encoderforge.artifact import Artifact
+from encoderforge.tasks import task_head
 
 GELU_OPS = ("Gelu", "BiasGelu", "FastGelu")
 _GELU_ACTS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "quick_gelu"}
@@ -19,7 +20,7 @@ def expected_counts(artifact: Artifact) -> dict[str, int]:
     config = artifact.config()
     layers = int(config.get("num_hidden_layers", 0))
     expected = {"SkipLayerNormalization": 2 * layers}
-    if artifact.task != "text-generation":
+    if not task_head(artifact.task).causal:  # a decoder's causal mask is not the fused attention's
         expected["MultiHeadAttention"] = layers
     if str(config.get("hidden_act", "gelu")) in _GELU_ACTS:
         expected["Gelu"] = layers

@@ -33,7 +33,9 @@ import onnx
 from onnx import numpy_helper
 
 from encoderforge.errors import ValidationError
+from encoderforge.graph_passes._graph import GraphIndex, topological_sort
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
+from encoderforge.graph_passes.options import Fp16Options
 
 FP16_MAX = 65504.0
 DEFAULT_THRESHOLD = 2.0**14
@@ -90,36 +92,6 @@ def rewrite_mask_constants(model: onnx.ModelProto, mask_value: float = DEFAULT_M
     return changed
 
 
-def topological_sort(graph: onnx.GraphProto) -> None:
-    """Sort nodes so every input is produced before use (the fp16 converter appends its Casts at the end)."""
-    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    producers: dict[str, int] = {}
-    for index, node in enumerate(graph.node):
-        for out in node.output:
-            producers[out] = index
-    nodes = list(graph.node)
-    done = [False] * len(nodes)
-    ordered: list[onnx.NodeProto] = []
-    pending = list(range(len(nodes)))
-    while pending:
-        progress = False
-        rest = []
-        for index in pending:
-            node = nodes[index]
-            if all(i in available or i not in producers for i in node.input):
-                ordered.append(node)
-                available.update(node.output)
-                done[index] = True
-                progress = True
-            else:
-                rest.append(index)
-        if not progress:
-            raise ValidationError(f"graph has a cycle or a missing producer near node {nodes[rest[0]].name!r}")
-        pending = rest
-    del graph.node[:]
-    graph.node.extend(ordered)
-
-
 def fold_cast_round_trips(model: onnx.ModelProto) -> int:
     """Between two fp32 nodes the converter leaves fp32 -> Cast(fp16) -> Cast(fp32): an overflow (and a
     rounding) for exactly the tensors an island exists to protect. Rewire the fp32 consumer to the original
@@ -128,7 +100,7 @@ def fold_cast_round_trips(model: onnx.ModelProto) -> int:
 
     graph = model.graph
     types = inferred_types(model)
-    producers = {o: n for n in graph.node for o in n.output}
+    producers = GraphIndex(graph).producer
     outputs = {o.name for o in graph.output}
     rewired = 0
     for node in graph.node:
@@ -199,11 +171,11 @@ class Fp16Pass:
         from encoderforge.calibration.ranges import observe_ranges
         from encoderforge.calibration.sources import calibration_feeds
 
-        options = dict(context.options)
-        threshold = float(options.get("fp16_threshold") or DEFAULT_THRESHOLD)
-        mask_value = float(options.get("fp16_mask_value") or DEFAULT_MASK_VALUE)
-        auto_islands = bool(options.get("fp16_auto_islands", True))
-        extra_block = tuple(options.get("fp16_keep_fp32_nodes") or ())
+        options = Fp16Options.read(context.options)
+        threshold = float(options.fp16_threshold or DEFAULT_THRESHOLD)
+        mask_value = float(options.fp16_mask_value or DEFAULT_MASK_VALUE)
+        auto_islands = bool(options.fp16_auto_islands)
+        extra_block = tuple(options.fp16_keep_fp32_nodes or ())
 
         work = onnx.ModelProto()
         work.CopyFrom(model)
@@ -212,8 +184,8 @@ class Fp16Pass:
 
         islands: dict[str, tuple[float, str]] = {}
         if auto_islands:
-            feeds = calibration_feeds(context.artifact, options.get("calibration_data"),
-                                      samples=int(options.get("calibration_samples") or 32))
+            feeds = calibration_feeds(context.artifact, options.calibration_data,
+                                      samples=int(options.calibration_samples or 32))
             ranges = observe_ranges(work, feeds, desc="fp16 ranges")
             islands = choose_islands(work, ranges, threshold)
         op_block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(ACCUMULATION_OPS))
@@ -225,7 +197,10 @@ class Fp16Pass:
             work, keep_io_types=True, op_block_list=op_block, node_block_list=node_block,
             max_finite_val=FP16_MAX,
         )
-        topological_sort(converted.graph)
+        try:
+            topological_sort(converted.graph)  # the fp16 converter appends its Casts at the end
+        except ValueError as exc:
+            raise ValidationError(f"fp16 graph cannot be ordered: {exc}") from exc
         round_trips = fold_cast_round_trips(converted)
         check_strongly_typed(converted)
 
@@ -240,8 +215,9 @@ class Fp16Pass:
             counts={"mask_constants": masks, "fp32_islands": len(islands), "fp32_accumulation_nodes": len(accumulation),
                     "casts": casts, "fp16_nodes": fp16_nodes, "cast_round_trips_removed": round_trips},
             notes=tuple(notes),
+            details={"fp32_islands": {name: {"max_abs": value, "tensor": tensor}
+                                      for name, (value, tensor) in sorted(islands.items())}},
         )
-        converted.metadata_props.append(onnx.StringStringEntryProto(key="encoderforge.precision", value="fp16"))
         return converted, result
 
 
@@ -254,9 +230,8 @@ def _count_fp16_nodes(model: onnx.ModelProto) -> int:
 
 
 def island_nodes(result: PassResult) -> list[str]:
-    """Node names of the fp32 islands named in a result's notes."""
-    return [note.split(" ")[2].rstrip(":") for note in result.notes if note.startswith("fp32 island ") and ":" in note
-            and not note.startswith("fp32 island threshold")]
+    """Node names of the fp32 islands the pass chose (its `details`)."""
+    return list(result.details.get("fp32_islands", {}))
 
 
-FP16 = PASSES.register("fp16", Fp16Pass())
+PASSES.register("fp16", Fp16Pass())

@@ -19,6 +19,7 @@ import onnx
 from encoderforge.graph_passes._graph import MS_DOMAIN, op_counts
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.expectations import GELU_OPS, attention_heads, expected_counts
+from encoderforge.graph_passes.options import OrtFusionOptions
 
 
 class OrtFusions:
@@ -32,7 +33,7 @@ class OrtFusions:
         config = context.artifact.config()
         options = FusionOptions("bert")
         options.enable_attention = False
-        options.enable_embed_layer_norm = bool(context.options.get("embed_layer_norm", True))
+        options.enable_embed_layer_norm = bool(OrtFusionOptions.read(context.options).embed_layer_norm)
         before = op_counts(model)
         quiet = logging.getLogger("onnxruntime.transformers")
         level = quiet.level

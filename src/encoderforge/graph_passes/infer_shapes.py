@@ -13,8 +13,7 @@ from __future__ import annotations
 import onnx
 
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
-
-_LIMIT = 1_800_000_000
+from encoderforge.onnx_files import LARGE_GRAPH_BYTES, weight_bytes
 
 
 class InferShapes:
@@ -22,7 +21,7 @@ class InferShapes:
     in_place = False
 
     def apply(self, model: onnx.ModelProto, context: PassContext) -> tuple[onnx.ModelProto, PassResult]:
-        if sum(len(t.raw_data) for t in model.graph.initializer) > _LIMIT:
+        if weight_bytes(model) > LARGE_GRAPH_BYTES:
             return model, PassResult(self.name, {}, {}, ("skipped: graph above 1.8 GB",))
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
         ranked = sum(1 for v in inferred.graph.value_info if v.type.tensor_type.HasField("shape"))

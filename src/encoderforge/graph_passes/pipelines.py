@@ -24,13 +24,14 @@ import importlib
 
 from encoderforge.errors import UnknownKeyError, UnsupportedError
 from encoderforge.graph_passes.base import PASSES, GraphPass
+from encoderforge.manifest import Precision, Target
 
-TARGETS = ("cpu", "cuda", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+TARGETS = tuple(t.value for t in Target)
+PRECISIONS = tuple(p.value for p in Precision)
 FUSIONS = ("fuse-attention", "ort-fusions")
 CPU_FUSIONS = ("fuse-attention", "session-fusions")
 
-PIPELINES: dict[tuple[str, str], tuple[str, ...]] = {
+PASS_PIPELINES: dict[tuple[str, str], tuple[str, ...]] = {
     ("cpu", "fp32"): CPU_FUSIONS,
     ("cpu", "int8-dynamic"): ("fuse-attention", "int8-dynamic", "session-fusions"),
     ("cpu", "int8-static"): ("int8-static",),
@@ -71,7 +72,7 @@ def pipeline(target: str, precision: str) -> tuple[str, ...]:
     if (target, precision) in _WHY_NOT:
         raise UnsupportedError(f"--target {target} --precision {precision} is not supported: "
                                f"{_WHY_NOT[(target, precision)]}")
-    return PIPELINES[(target, precision)]
+    return PASS_PIPELINES[(target, precision)]
 
 
 def resolve(name: str) -> GraphPass:

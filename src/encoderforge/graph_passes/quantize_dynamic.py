@@ -25,6 +25,8 @@ import onnx
 from encoderforge.cpu import current_cpu
 from encoderforge.graph_passes._graph import op_counts
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
+from encoderforge.graph_passes.options import DynamicInt8Options
+from encoderforge.onnx_files import LARGE_GRAPH_BYTES, PROTOBUF_LIMIT, weight_bytes
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +43,13 @@ class QuantizeDynamic:
     def apply(self, model: onnx.ModelProto, context: PassContext) -> tuple[onnx.ModelProto, PassResult]:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        options = context.options
-        reduce_range = options.get("reduce_range")
-        reduce_range = (not has_vnni()) if reduce_range is None else bool(reduce_range)
-        per_channel = bool(options.get("per_channel", True))
+        options = DynamicInt8Options.read(context.options)
+        reduce_range = (not has_vnni()) if options.reduce_range is None else bool(options.reduce_range)
+        per_channel = bool(options.per_channel)
         candidates = [n for n in model.graph.node if n.op_type == "MatMul"]
         source = context.workdir / "int8-dynamic-input.onnx"
         target = context.workdir / "int8-dynamic-output.onnx"
-        large = model.ByteSize() > 1_800_000_000 if _fits(model) else True
+        large = model.ByteSize() > LARGE_GRAPH_BYTES if weight_bytes(model) < PROTOBUF_LIMIT else True
         onnx.save_model(model, str(source), save_as_external_data=large, all_tensors_to_one_file=True,
                         location=source.name + ".data")
         quantize_dynamic(
@@ -74,10 +75,6 @@ def _has_constant_input(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
     names = {i.name for i in model.graph.initializer}
     constants = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     return len(node.input) > 1 and (node.input[1] in names or node.input[1] in constants)
-
-
-def _fits(model: onnx.ModelProto) -> bool:
-    return sum(len(t.raw_data) for t in model.graph.initializer) < 2**31 - 2**26
 
 
 PASSES.register(QuantizeDynamic.name, QuantizeDynamic())

@@ -42,10 +42,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from encoderforge.errors import ValidationError
+from encoderforge.graph_passes._graph import GraphIndex
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
+from encoderforge.graph_passes.options import StaticInt8Options
+from encoderforge.onnx_files import LARGE_GRAPH_BYTES
 
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
 
@@ -79,21 +81,9 @@ def _weight_axis(node: onnx.NodeProto, input_index: int) -> int:
 def tensorrt_rule_violations(model: onnx.ModelProto) -> list[str]:
     """Violations of the TensorRT explicit-quantization rule set (see the module docstring)."""
     graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for i in node.input:
-            consumers.setdefault(i, []).append(node)
+    index = GraphIndex(graph)
+    inits, producers, consumers, const = index.initializers, index.producer, index.consumers, index.constant
     problems = []
-
-    def const(name: str) -> np.ndarray | None:
-        if name in inits:
-            return numpy_helper.to_array(inits[name])
-        node = producers.get(name)
-        if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(node.attribute[0].t)
-        return None
 
     for node in graph.node:
         if node.op_type == "QuantizeLinear":
@@ -141,7 +131,7 @@ def detach_non_quantized_consumers(model: onnx.ModelProto) -> int:
     onnxruntime shares one pair among all consumers; rule 2 wants Q/DQ only where INT8 math happens, and the
     residual stream keeps full precision. Returns the number of rewired inputs."""
     graph = model.graph
-    producers = {o: n for n in graph.node for o in n.output}
+    producers = GraphIndex(graph).producer
     graph_outputs = {o.name for o in graph.output}
     rewired = 0
     for node in graph.node:
@@ -188,10 +178,10 @@ class StaticInt8Pass:
         from encoderforge.fidelity import compare_outputs, fidelity_feeds, make_session, pooling_of, run_model
         from encoderforge.graph_passes.fp16 import name_nodes
 
-        options = dict(context.options)
-        method_name = str(options.get("calibration_method") or "minmax").lower()
+        options = StaticInt8Options.read(context.options)
+        method_name = str(options.calibration_method or "minmax").lower()
         method = calibration_method(method_name)
-        budget = options.get("max_accuracy_drop")
+        budget = options.max_accuracy_drop
         rules = rules_for(context.target)
         workdir = Path(context.workdir) / "int8-static"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -200,18 +190,18 @@ class StaticInt8Pass:
         work.CopyFrom(model)
         name_nodes(work)
         smoothed = 0
-        alpha = options.get("smooth_quant_alpha")
+        alpha = options.smooth_quant_alpha
         if alpha:
             from encoderforge.calibration.smoothing import smooth
 
-            work, smoothed = smooth(work, calibration_feeds(context.artifact, options.get("calibration_data"),
-                                                             samples=int(options.get("calibration_samples") or 64)),
+            work, smoothed = smooth(work, calibration_feeds(context.artifact, options.calibration_data,
+                                                             samples=int(options.calibration_samples or 64)),
                                     float(alpha))
         source = workdir / "fp32.onnx"
-        big = work.ByteSize() > 1_800_000_000
+        big = work.ByteSize() > LARGE_GRAPH_BYTES
         onnx.save_model(work, str(source), save_as_external_data=big, location="fp32.onnx.data")
-        feeds = calibration_feeds(context.artifact, options.get("calibration_data"),
-                                  samples=int(options.get("calibration_samples") or 64))
+        feeds = calibration_feeds(context.artifact, options.calibration_data,
+                                  samples=int(options.calibration_samples or 64))
         if method_name != "minmax":  # histogram calibrators stack every sample: one common length
             from encoderforge.calibration.sources import pad_feeds
             from encoderforge.tokenization import ArtifactTokenizer
@@ -223,8 +213,8 @@ class StaticInt8Pass:
                  "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
                  "OpTypesToExcludeOutputQuantization": list(rules.op_types), **rules.extra_options}
         if method_name == "percentile":
-            extra["CalibPercentile"] = float(options.get("calibration_percentile") or 99.999)
-        always_excluded = list(options.get("nodes_to_exclude") or [])
+            extra["CalibPercentile"] = float(options.calibration_percentile or 99.999)
+        always_excluded = list(options.nodes_to_exclude or [])
         runs = [0]
 
         def quantize(exclude: list[str]) -> onnx.ModelProto:
@@ -274,16 +264,16 @@ class StaticInt8Pass:
             if problems:
                 raise ValidationError(f"INT8 graph breaks the TensorRT Q/DQ rules: {'; '.join(problems[:5])}")
         ops = Counter(n.op_type for n in quantized.graph.node)
-        quantized.metadata_props.append(onnx.StringStringEntryProto(key="encoderforge.precision", value="int8-static"))
         result = PassResult(
             self.name,
             counts={"quantized_nodes": len(quantized_nodes(quantized)), "excluded_nodes": len(excluded),
                     "quantize_linear": ops.get("QuantizeLinear", 0), "dequantize_linear": ops.get("DequantizeLinear", 0),
                     "smoothed_activations": smoothed},
             notes=tuple(notes),
+            details={"rules": rules.name, "calibration": {"method": method_name, "samples": len(feeds)},
+                     "sweep": manifest_sweep},
         )
-        object.__setattr__(result, "sweep", manifest_sweep)  # frozen dataclass; read via getattr(result, "sweep")
         return quantized, result
 
 
-INT8_STATIC = PASSES.register("int8-static", StaticInt8Pass())
+PASSES.register("int8-static", StaticInt8Pass())

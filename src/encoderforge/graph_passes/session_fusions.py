@@ -15,8 +15,7 @@ import onnx
 from encoderforge.graph_passes._graph import op_counts
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.expectations import GELU_OPS, expected_counts
-
-_LIMIT = 1_800_000_000
+from encoderforge.onnx_files import LARGE_GRAPH_BYTES, weight_bytes
 
 
 class SessionFusions:
@@ -26,16 +25,15 @@ class SessionFusions:
     def apply(self, model: onnx.ModelProto, context: PassContext) -> tuple[onnx.ModelProto, PassResult]:
         import onnxruntime as ort
 
+        from encoderforge.runtime.backends.onnxruntime import OrtOptions
+
         expected = {k: v for k, v in expected_counts(context.artifact).items() if k == "Gelu"}
-        if sum(len(t.raw_data) for t in model.graph.initializer) > _LIMIT:
+        if weight_bytes(model) > LARGE_GRAPH_BYTES:
             return model, PassResult(self.name, {}, {}, ("not checked: graph above 1.8 GB",))
         source = context.workdir / "session-fusions-input.onnx"
         target = context.workdir / "session-fusions-optimized.onnx"
         onnx.save_model(model, str(source))
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = str(target)
-        options.log_severity_level = 3
+        options = OrtOptions(optimization_level="extended").session_options(optimized_model_path=str(target))
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         after = op_counts(onnx.load(str(target), load_external_data=False))
         source.unlink()

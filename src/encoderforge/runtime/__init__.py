@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from encoderforge.artifact import Artifact
 from encoderforge.errors import UnsupportedError
+from encoderforge.manifest import EngineEntry
 from encoderforge.runtime.backends import BACKENDS, get_backend
 from encoderforge.runtime.pipelines import PIPELINES
 from encoderforge.runtime.pipelines.base import Pipeline
@@ -24,43 +25,51 @@ def choose_backend(device: Device, backend: str | None, artifact: Artifact | Non
     """The backend name for a device: explicit choices must be available; `auto` prefers CUDA when present.
     On CUDA, an artifact's TensorRT engine is used when one matches this GPU, TensorRT and graph; otherwise
     onnxruntime-cuda (whose load fails, naming what is missing, where CUDA is not usable: never a CPU fallback)."""
+    return _choose(device, backend, artifact)[0]
+
+
+def _choose(device: Device, backend: str | None, artifact: Artifact | None) -> tuple[str, EngineEntry | None]:
+    """choose_backend, plus the TensorRT engine entry it found (so the backend does not look it up again)."""
     if backend is not None:
-        return BACKENDS.canonical(backend)
+        return BACKENDS.canonical(backend), None
     if device == "cpu":
-        return "onnxruntime-cpu"
-    if device == "cuda":
-        return "tensorrt" if _usable_engine(artifact) else "onnxruntime-cuda"
-    if device != "auto":
+        return "onnxruntime-cpu", None
+    if device not in ("auto", "cuda"):
         raise UnsupportedError(f"unknown device {device!r}; choose auto, cpu or cuda")
-    if _usable_engine(artifact):
-        return "tensorrt"
-    return "onnxruntime-cuda" if get_backend("onnxruntime-cuda").available() is None else "onnxruntime-cpu"
+    engine = _usable_engine(artifact)
+    if engine is not None:
+        return "tensorrt", engine
+    if device == "cuda":
+        return "onnxruntime-cuda", None
+    return ("onnxruntime-cuda" if get_backend("onnxruntime-cuda").available() is None else "onnxruntime-cpu"), None
 
 
-def _usable_engine(artifact: Artifact | None) -> bool:
-    """Whether the artifact holds a TensorRT engine that runs here; logs why not when it holds any."""
-    from encoderforge.engines.cache import engine_entries, find_engine
+def _usable_engine(artifact: Artifact | None) -> EngineEntry | None:
+    """The artifact's TensorRT engine that runs here, if any; logs why not when it holds some."""
+    from encoderforge.runtime.backends.engine_lookup import find_engine
 
-    if artifact is None or not engine_entries(artifact):
-        return False
+    if artifact is None or not artifact.manifest.engines:
+        return None
     reason = get_backend("tensorrt").available()
     if reason is not None:
         log.info("%s has TensorRT engines, but TensorRT is unusable here: %s", artifact.path, reason)
-        return False
+        return None
     from encoderforge.runtime.backends.tensorrt import current_machine
 
     lookup = find_engine(artifact, current_machine())
     if lookup.entry is None:
         log.warning("not using %s's TensorRT engines (%s); rebuild with `encoderforge build-engine %s`",
                     artifact.path, lookup.explain(), artifact.path)
-    return lookup.entry is not None
+    return lookup.entry
 
 
 def load(path: str | Path, *, device: Device = "auto", backend: str | None = None, verify: bool = True,
          **backend_options: Any) -> Pipeline:
     """Load an artifact as its task's pipeline; `backend_options` go to the backend (e.g. intra_op_threads)."""
     artifact = Artifact.load(path, verify=verify)
-    name = choose_backend(device, backend, artifact)
-    session = get_backend(name).load(str(artifact.model_path), **backend_options)
+    name, engine = _choose(device, backend, artifact)
+    if engine is not None and "engine" not in backend_options:  # found above: no second lookup
+        backend_options = {**backend_options, "engine": str(artifact.path / engine.file)}
+    session = get_backend(name).load(artifact, **backend_options)
     log.info("%s: task %s on %s", artifact.path, artifact.task, name)
     return PIPELINES.get(artifact.task)(artifact, session)

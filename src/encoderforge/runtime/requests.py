@@ -48,7 +48,8 @@ def run_requests(config: RunConfig) -> int:
     options = dict(config.options)
     single = dict(config.single)
     pipe = load(config.artifact, device=config.device, verify=config.verify)
-    embed = pipe.task == "feature-extraction" and not config.per_token
+    contract = pipe.contract
+    embed = contract.result == "embedding" and not config.per_token
     call = cast(Callable[..., Any], pipe.encode if embed else pipe)
     params = inspect.signature(call).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -84,7 +85,8 @@ def run_requests(config: RunConfig) -> int:
         lines = [line for line in Path(config.input).read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read --input {config.input!r}: {exc}") from exc
-    batchable = pipe.task in ("text-classification", "token-classification", "fill-mask", "feature-extraction")
+    fields = set(contract.request_fields)
+    batchable = contract.rows_batch
     results: list[object] = [None] * len(lines)
     errors = 0
     try:
@@ -113,9 +115,10 @@ def run_requests(config: RunConfig) -> int:
     for start in range(0, len(requests), size):
         chunk = list(range(start, min(start + size, len(requests))))
         texts = [requests[i] for i in chunk]
-        if (batchable and len(chunk) > 1 and all(isinstance(r, dict) and set(r) == {"text"} for r in texts)):
+        if (batchable and len(chunk) > 1 and all(isinstance(r, dict) and set(r) == fields for r in texts)):
             try:
-                batch = call(**options, text=[cast(dict[str, Any], r)["text"] for r in texts])
+                rows = [cast(dict[str, Any], r) for r in texts]
+                batch = call(**options, **{name: [r[name] for r in rows] for name in contract.request_fields})
                 for i, value in zip(chunk, batch):
                     results[i] = {"embedding": value} if embed else value
                 step(len(chunk))

@@ -21,7 +21,7 @@ import numpy as np
 
 from encoderforge.artifact import Artifact
 from encoderforge.errors import EncoderForgeError, InputError
-from encoderforge.runtime.backends import Session, TensorInfo
+from encoderforge.runtime.backends import SessionBase, TensorInfo
 from encoderforge.runtime.pipelines import PIPELINES
 from encoderforge.serving.tasks import DEFAULT_MAX_TEXT_BYTES, decode_text, task_io
 
@@ -36,30 +36,21 @@ def bucket(length: int, limit: int) -> int:
     return max(min(size, limit), length)
 
 
-class _Session:
+class _Session(SessionBase):
     backend = "triton-ensemble"
 
     def __init__(self, artifact: Artifact) -> None:
         self.manifest = artifact.manifest
-        self._per_token = {s["name"] for s in self.manifest["outputs"] if len(s["axes"]) > 1 and s["axes"][1] == "sequence"}
+        self._per_token = {s.name for s in self.manifest.outputs if s.per_token}
 
     def inputs(self) -> list[TensorInfo]:
-        return [TensorInfo(s["name"], s["dtype"], tuple(s["axes"])) for s in self.manifest["inputs"]]
+        return [TensorInfo(s.name, s.dtype, tuple(s.axes)) for s in self.manifest.inputs]
 
     def outputs(self) -> list[TensorInfo]:
-        return [TensorInfo(s["name"], s.get("dtype", "float32"), tuple(s["axes"])) for s in self.manifest["outputs"]]
+        return [TensorInfo(s.name, s.dtype, tuple(s.axes)) for s in self.manifest.outputs]
 
     def run(self, feed: Arrays) -> Arrays:
         raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 class RecordingSession(_Session):
@@ -73,9 +64,9 @@ class RecordingSession(_Session):
         self.feeds.append(feed)
         rows, length = feed["input_ids"].shape[:2]
         out = {}
-        for spec in self.manifest["outputs"]:
-            shape = [rows] + [length if a == "sequence" else (a if isinstance(a, int) else 1) for a in spec["axes"][1:]]
-            out[spec["name"]] = np.zeros(shape, dtype=np.float32)
+        for spec in self.manifest.outputs:
+            shape = [rows] + [length if a == "sequence" else (a if isinstance(a, int) else 1) for a in spec.axes[1:]]
+            out[spec.name] = np.zeros(shape, dtype=np.float32)
         return out
 
 
@@ -144,7 +135,7 @@ class Model:
         from encoderforge.runtime.backends import get_backend
 
         self.artifact = Artifact.load(directory, verify=False)
-        self.session = get_backend("onnxruntime-cpu").load(str(self.artifact.model_path))
+        self.session = get_backend("onnxruntime-cpu").load(self.artifact)
         self.inputs = tuple(self.artifact.input_names)
 
     def __call__(self, inputs: Arrays) -> Arrays:

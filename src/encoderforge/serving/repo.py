@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +81,7 @@ def pbtxt(message: dict[str, Any], indent: int = 0) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _dims(axes: list[Any]) -> tuple[int, ...]:
+def _dims(axes: Sequence[Any]) -> tuple[int, ...]:
     return tuple(a if isinstance(a, int) else -1 for a in axes[1:])
 
 
@@ -90,8 +90,8 @@ def _tensor(name: str, dtype: str, dims: tuple[int, ...]) -> dict[str, Any]:
 
 
 def _graph_tensors(artifact: Artifact) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    inputs = [_tensor(s["name"], s["dtype"], _dims(s["axes"])) for s in artifact.manifest["inputs"]]
-    outputs = [_tensor(s["name"], s.get("dtype", "float32"), _dims(s["axes"])) for s in artifact.manifest["outputs"]]
+    inputs = [_tensor(s.name, s.dtype, _dims(s.axes)) for s in artifact.manifest.inputs]
+    outputs = [_tensor(s.name, s.dtype, _dims(s.axes)) for s in artifact.manifest.outputs]
     return inputs, outputs
 
 
@@ -102,7 +102,7 @@ def _batching(config: RepoConfig) -> dict[str, Any]:
 def model_configs(artifact: Artifact, config: RepoConfig, name: str) -> dict[str, dict[str, Any]]:
     """The four config.pbtxt messages (as dicts) keyed by model name."""
     io: TaskIO = task_io(artifact.task)
-    if "attention_mask" not in artifact.manifest["feeds"]:
+    if "attention_mask" not in artifact.manifest.feeds:
         raise UnsupportedError(f"{artifact.path} has no attention_mask input; the ensemble needs it")
     graph_in, graph_out = _graph_tensors(artifact)
     text_in = [_tensor(n, "BYTES", (1,)) for n in io.inputs]
@@ -155,7 +155,7 @@ def _copy_artifact(artifact: Artifact, target: Path, *, with_graph: bool) -> Non
     target.mkdir(parents=True, exist_ok=True)
     names = list(_ARTIFACT_FILES)
     if with_graph:
-        names += [n for n in artifact.manifest["files"] if n.startswith(artifact.manifest["model_file"])]
+        names += [n for n in artifact.manifest.files if n.startswith(artifact.manifest.model_file)]
     for name in names:
         if (artifact.path / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -180,8 +180,8 @@ def write_repository(config: RepoConfig) -> list[Path]:
             (stage / "config.pbtxt").write_text(pbtxt(message), encoding="utf-8")
             role = model[len(name) + 1:] if model != name else "ensemble"
             if role == "model" and config.variant == "onnxruntime":
-                model_file = artifact.manifest["model_file"]
-                for file in artifact.manifest["files"]:
+                model_file = artifact.manifest.model_file
+                for file in artifact.manifest.files:
                     if file.startswith(model_file):
                         shutil.copy2(artifact.path / file, version / file.replace(model_file, "model.onnx", 1))
             elif role != "ensemble":

@@ -4,6 +4,7 @@ runs through the task's pipeline.
 Every input is a BYTES tensor holding one UTF-8 text per row. Outputs are JSON-friendly: embeddings as an FP32
 vector per row (`embedding`), every other task as one JSON document per row (`result`, BYTES), the same value
 the pipeline returns in Python. Shared by `serve` (PyTriton), the Python-backend Triton repository and `batch`.
+Which tasks are servable, their inputs and outputs all come from each pipeline's `TaskContract`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from encoderforge.errors import EncoderForgeError, InputError, UnsupportedError
+from encoderforge.runtime.pipelines import PIPELINES
+from encoderforge.runtime.pipelines.base import TaskContract
 from encoderforge.runtime.requests import json_default
 
 DEFAULT_MAX_TEXT_BYTES = 200_000
@@ -62,30 +65,27 @@ def _as_list(results: Any, count: int, *, unwraps_single: bool) -> list[Any]:
     return results
 
 
-def _run_embed(pipeline: Any, rows: Rows) -> list[dict[str, np.ndarray]]:
-    vectors = np.asarray(pipeline.encode(rows["text"]), dtype=np.float32)
-    return [{"embedding": vector} for vector in vectors]
+def _runner(contract: TaskContract) -> Runner:
+    fields = contract.request_fields
+
+    def run_embed(pipeline: Any, rows: Rows) -> list[dict[str, np.ndarray]]:
+        vectors = np.asarray(pipeline.encode(rows[fields[0]]), dtype=np.float32)
+        return [{"embedding": vector} for vector in vectors]
+
+    def run_json(pipeline: Any, rows: Rows) -> list[dict[str, np.ndarray]]:
+        count = len(rows[fields[0]])
+        args, kwargs = contract.many(list(zip(*(rows[name] for name in fields))) if len(fields) > 1
+                                     else rows[fields[0]])
+        return _json_rows(_as_list(pipeline(*args, **kwargs), count, unwraps_single=contract.unwraps_single))
+
+    return run_embed if contract.result == "embedding" else run_json
 
 
-def _run_text(pipeline: Any, rows: Rows) -> list[dict[str, np.ndarray]]:
-    texts = rows["text"]
-    return _json_rows(_as_list(pipeline(list(texts)), len(texts), unwraps_single=False))
-
-
-def _run_qa(pipeline: Any, rows: Rows) -> list[dict[str, np.ndarray]]:
-    questions, contexts = rows["question"], rows["context"]
-    results = pipeline(question=list(questions), context=list(contexts))
-    return _json_rows(_as_list(results, len(questions), unwraps_single=True))
-
-
-_RESULT = (TensorSpec("result", "BYTES", (1,)),)
+_OUTPUTS = {"embedding": (TensorSpec("embedding", "FP32", (-1,)),), "json": (TensorSpec("result", "BYTES", (1,)),)}
 TASK_IO: dict[str, TaskIO] = {
-    "feature-extraction": TaskIO("feature-extraction", ("text",), (TensorSpec("embedding", "FP32", (-1,)),),
-                                 _run_embed),
-    "text-classification": TaskIO("text-classification", ("text",), _RESULT, _run_text),
-    "token-classification": TaskIO("token-classification", ("text",), _RESULT, _run_text),
-    "fill-mask": TaskIO("fill-mask", ("text",), _RESULT, _run_text),
-    "question-answering": TaskIO("question-answering", ("question", "context"), _RESULT, _run_qa),
+    task: TaskIO(task, pipeline.contract.request_fields, _OUTPUTS[pipeline.contract.result],
+                 _runner(pipeline.contract))
+    for task, pipeline in PIPELINES.items() if pipeline.contract.served
 }
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 from typing_extensions import Self
 
+from encoderforge.artifact import Artifact
 from encoderforge.errors import EncoderForgeError, UnsupportedError
-from encoderforge.runtime.backends import BACKENDS, TensorInfo
+from encoderforge.runtime.backends import BACKENDS, SessionBase, TensorInfo
+from encoderforge.runtime.backends.base import graph_file
 
 log = logging.getLogger(__name__)
 
 OptimizationLevel = Literal["disable", "basic", "extended", "all"]
-_Options = TypeVar("_Options", bound="OrtOptions")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +29,7 @@ class OrtOptions:
     enable_memory_arena: bool = True
     enable_memory_pattern: bool = True
     device_id: int = 0
+    graph: str | None = None  # another graph file of the artifact (e.g. the KV-cache graph); None: model_file
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> Self:
@@ -37,7 +39,9 @@ class OrtOptions:
             raise UnsupportedError(f"unknown onnxruntime option(s) {unknown}; valid: {sorted(known)}")
         return cls(**options)
 
-    def session_options(self) -> Any:
+    def session_options(self, *, optimized_model_path: str | None = None) -> Any:
+        """The one place onnxruntime SessionOptions are built (runtime, fidelity checks, passes, bench);
+        `optimized_model_path` makes onnxruntime write the graph it optimized at load time there."""
         import onnxruntime as ort
 
         levels = {
@@ -59,6 +63,8 @@ class OrtOptions:
         so.enable_cpu_mem_arena = self.enable_memory_arena
         so.enable_mem_pattern = self.enable_memory_pattern
         so.log_severity_level = 3
+        if optimized_model_path is not None:
+            so.optimized_model_filepath = optimized_model_path
         return so
 
 
@@ -66,7 +72,7 @@ def _info(values: Any) -> list[TensorInfo]:
     return [TensorInfo(v.name, v.type, tuple(v.shape)) for v in values]
 
 
-class OrtSession:
+class OrtSession(SessionBase):
     def __init__(self, session: Any, backend: str, io_binding: bool, device_id: int = 0) -> None:
         self._session = session
         self.backend = backend
@@ -94,12 +100,6 @@ class OrtSession:
     def close(self) -> None:
         self._session = None
 
-    def __enter__(self) -> OrtSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 @dataclass(frozen=True)
 class OrtBackend:
@@ -117,13 +117,14 @@ class OrtBackend:
                     "install onnxruntime-gpu (pip install 'encoderforge[gpu]') on a machine with CUDA")
         return None
 
-    def load(self, model_path: str, **options: Any) -> OrtSession:
+    def load(self, artifact: Artifact, **options: Any) -> OrtSession:
         import onnxruntime as ort
 
         reason = self.available()
         if reason is not None:
             raise UnsupportedError(f"backend {self.name!r} is unavailable: {reason}")
         settings = OrtOptions.from_kwargs(options)
+        model_path = str(graph_file(artifact, settings.graph))
         provider: Any = self.provider
         if self.provider == "CUDAExecutionProvider":
             provider = (self.provider, {"device_id": settings.device_id})

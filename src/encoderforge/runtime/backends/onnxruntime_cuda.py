@@ -21,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from encoderforge.engines.padding import as_host_float, bucket_for, feed_shape, pad_feed, trim
+from encoderforge.artifact import Artifact
 from encoderforge.errors import EncoderForgeError, InputError, UnsupportedError
-from encoderforge.runtime.backends import BACKENDS, TensorInfo
+from encoderforge.runtime.backends import BACKENDS, SessionBase, TensorInfo
+from encoderforge.runtime.backends.base import graph_file
 from encoderforge.runtime.backends.onnxruntime import OrtBackend, OrtOptions
+from encoderforge.runtime.backends.padding import as_host_float, bucket_for, feed_shape, pad_feed, trim
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ class _Bound:
         return dict(zip(names, self.binding.copy_outputs_to_cpu()))
 
 
-class OrtCudaSession:
+class OrtCudaSession(SessionBase):
     backend = "onnxruntime-cuda"
 
     def __init__(self, session: Any, options: CudaOptions, *, device: str = "cuda") -> None:
@@ -185,12 +187,6 @@ class OrtCudaSession:
         self._bound.clear()
         self._session = None
 
-    def __enter__(self) -> OrtCudaSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 @dataclass
 class OrtCudaBackend:
@@ -200,13 +196,14 @@ class OrtCudaBackend:
     def available(self) -> str | None:
         return OrtBackend(self.name, self.provider, True).available()  # the provider check, said one way
 
-    def load(self, model_path: str, **options: Any) -> OrtCudaSession:
+    def load(self, artifact: Artifact, **options: Any) -> OrtCudaSession:
         import onnxruntime as ort
 
         reason = self.available()
         if reason is not None:
             raise UnsupportedError(f"backend {self.name!r} is unavailable: {reason}")
         settings = CudaOptions.from_kwargs(options)
+        model_path = str(graph_file(artifact, settings.graph))
         if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21 finds CUDA/cuDNN from pip wheels this way
             try:
                 ort.preload_dlls()

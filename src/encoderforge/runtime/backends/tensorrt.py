@@ -5,8 +5,8 @@
          -> copy outputs back, synchronize -> trim to the request's batch and sequence
 
 Device buffers grow to the largest shape seen and are reused. A batch larger than every profile at that
-length is split. `load()` takes an artifact's model.onnx (the engine recorded in the manifest that matches
-this GPU, TensorRT and graph is used; a stale or foreign one is refused, saying why) or a .plan file.
+length is split. `load(artifact)` uses the engine recorded in the artifact's manifest that matches this GPU,
+TensorRT and graph (a stale or foreign one is refused, saying why); the `engine` option names a .plan instead.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from encoderforge.artifact import MANIFEST, Artifact
-from encoderforge.engines.builder import require_tensorrt, tensorrt_version
-from encoderforge.engines.cache import Machine, find_engine
-from encoderforge.engines.cuda import (
+from encoderforge.artifact import Artifact
+from encoderforge.errors import EncoderForgeError, InputError, UnsupportedError
+from encoderforge.runtime.backends import BACKENDS, SessionBase, TensorInfo
+from encoderforge.runtime.backends.base import refuse_unknown
+from encoderforge.runtime.backends.cuda import (
     DeviceBuffer,
     Stream,
     check,
@@ -31,8 +32,9 @@ from encoderforge.engines.cuda import (
     cudart,
     device_info,
 )
-from encoderforge.engines.padding import as_host_float, feed_shape, pad_feed, trim
-from encoderforge.engines.profiles import (
+from encoderforge.runtime.backends.engine_lookup import Machine, find_engine
+from encoderforge.runtime.backends.padding import as_host_float, feed_shape, pad_feed, trim
+from encoderforge.runtime.backends.profiles import (
     AxisRange,
     Bucket,
     Profile,
@@ -40,14 +42,30 @@ from encoderforge.engines.profiles import (
     no_profile,
     select_profile,
 )
-from encoderforge.errors import EncoderForgeError, InputError, UnsupportedError
-from encoderforge.runtime.backends import BACKENDS, TensorInfo
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
 log = logging.getLogger(__name__)
 Axes = Sequence[str | int | None]
+TENSORRT_HINT = ("install TensorRT 10 or 11 for your CUDA version (pip install 'encoderforge[tensorrt]', "
+                 "which needs NVIDIA's package index) on a machine with an NVIDIA GPU")
+
+
+def require_tensorrt() -> Any:
+    """The tensorrt module; UnsupportedError naming the install when it is missing."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise UnsupportedError(f"TensorRT is not installed ({exc}); {TENSORRT_HINT}") from exc
+    if not hasattr(tensorrt, "Builder"):  # e.g. only tensorrt-stubs' .pyi files: an empty namespace package
+        raise UnsupportedError(f"the importable 'tensorrt' ({list(getattr(tensorrt, '__path__', []))}) is not "
+                               f"TensorRT's Python bindings (type stubs only?); {TENSORRT_HINT}")
+    return tensorrt
+
+
+def tensorrt_version() -> str:
+    return str(require_tensorrt().__version__)
 
 
 def current_machine(device_id: int = 0) -> Machine:
@@ -74,7 +92,7 @@ def engine_profiles(engine: trt.ICudaEngine, name: str) -> list[Profile]:
     return profiles
 
 
-class TrtSession:
+class TrtSession(SessionBase):
     backend = "tensorrt"
 
     def __init__(self, plan: bytes, *, device_id: int = 0, output_axes: Mapping[str, Axes] | None = None,
@@ -189,12 +207,6 @@ class TrtSession:
         self._context = None
         self._engine = None
 
-    def __enter__(self) -> TrtSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 @dataclass
 class TensorRTBackend:
@@ -207,29 +219,23 @@ class TensorRTBackend:
             return str(exc)
         return cuda_unavailable_reason()
 
-    def load(self, model_path: str, **options: Any) -> TrtSession:
-        """`model_path`: an artifact's graph (its matching engine is used) or a serialized .plan file.
+    def load(self, artifact: Artifact, **options: Any) -> TrtSession:
+        """The artifact's engine for this GPU and TensorRT (found in its manifest).
         Options: device_id (0), engine (a .plan path that overrides the lookup)."""
-        unknown = sorted(set(options) - {"device_id", "engine"})
-        if unknown:
-            raise UnsupportedError(f"unknown tensorrt option(s) {unknown}; valid: ['device_id', 'engine']")
+        refuse_unknown("tensorrt", options, ("device_id", "engine"))
         reason = self.available()
         if reason is not None:
             raise UnsupportedError(f"backend 'tensorrt' is unavailable: {reason}")
         device_id = int(options.get("device_id", 0))
-        path = Path(options.get("engine") or model_path)
-        output_axes = None
-        if path.suffix != ".plan":
-            artifact_dir = path.parent
-            if not (artifact_dir / MANIFEST).is_file():
-                raise UnsupportedError(f"{path} is neither a .plan engine nor a graph inside an artifact")
-            artifact = Artifact.load(artifact_dir, verify=False)
+        if options.get("engine"):
+            path = Path(options["engine"])
+        else:
             lookup = find_engine(artifact, current_machine(device_id))
             if lookup.entry is None:
-                raise UnsupportedError(f"no TensorRT engine in {artifact_dir} runs here ({lookup.explain()}); "
-                                       f"run `encoderforge build-engine {artifact_dir}` on this machine")
-            path = artifact_dir / lookup.entry["file"]
-            output_axes = {spec["name"]: spec["axes"] for spec in artifact.manifest["outputs"]}
+                raise UnsupportedError(f"no TensorRT engine in {artifact.path} runs here ({lookup.explain()}); "
+                                       f"run `encoderforge build-engine {artifact.path}` on this machine")
+            path = artifact.path / lookup.entry.file
+        output_axes = artifact.manifest.output_axes()
         if not path.is_file():
             raise UnsupportedError(f"engine file {path} does not exist; build it with `encoderforge build-engine`")
         log.info("loading TensorRT engine %s", path)

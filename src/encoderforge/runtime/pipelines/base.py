@@ -1,12 +1,16 @@
-"""What every task pipeline shares: the artifact, its tokenizer, a backend session, and batched execution."""
+"""What every task pipeline shares: the artifact, its tokenizer, a backend session, batched execution, and
+the task contract it declares for the rest of the house (serving, bench, `run`, the CLI)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from tokenizers import Encoding
+from typing_extensions import Self
 
 from encoderforge.artifact import Artifact
 from encoderforge.errors import InputError, UnsupportedError
@@ -15,21 +19,57 @@ from encoderforge.runtime.batching import length_batches
 from encoderforge.tokenization import ArtifactTokenizer
 
 
+@dataclass(frozen=True, kw_only=True)
+class TaskContract:
+    """How a task is asked and answered, declared once by its pipeline; serving, bench and `run` derive from
+    it instead of branching on task names.
+
+    request_fields  the keywords of one request, in order: ("text",), ("question", "context"), ...
+    rows_batch      a list under every request field answers one result per row in one call
+    result          what one row gives on the wire: a JSON document, or an FP32 vector (`encode`)
+    unwraps_single  one row's call returns its result itself rather than a list of one
+    served          every request field is one text per row, so the task can be served over the
+                    text-per-row wire (serve, triton-repo, batch)
+    many_as_dicts   several requests go in one call as a list of {field: value} dicts (not a list per field)
+    masked_text     example inputs need the tokenizer's mask token (bench end to end)
+    bench_options   call options for an end-to-end benchmark (e.g. one new token for generation)
+    """
+
+    request_fields: tuple[str, ...]
+    rows_batch: bool
+    result: Literal["json", "embedding"] = "json"
+    unwraps_single: bool = False
+    served: bool = True
+    many_as_dicts: bool = False
+    masked_text: bool = False
+    bench_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def many(self, items: Sequence[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """(args, kwargs) that ask the pipeline `items` in one call; an item is a text, or a tuple holding one
+        value per request field."""
+        if len(self.request_fields) == 1:
+            return (list(items),), {}
+        rows = [tuple(item) for item in items]
+        if self.many_as_dicts:
+            return ([dict(zip(self.request_fields, row)) for row in rows],), {}
+        return (), {name: [row[i] for row in rows] for i, name in enumerate(self.request_fields)}
+
+
 class Pipeline:
     task: str = ""
+    contract: ClassVar[TaskContract]
 
     def __init__(self, artifact: Artifact, session: Session) -> None:
         self.artifact = artifact
         self.session = session
         self.tokenizer = ArtifactTokenizer.from_artifact(artifact)
         self.config: dict[str, Any] = artifact.config()
-        axes = {spec["name"]: spec["axes"] for spec in artifact.manifest["outputs"]}
-        self._per_token = {name for name, a in axes.items() if len(a) > 1 and a[1] == "sequence"}
+        self._per_token = {spec.name for spec in artifact.manifest.outputs if spec.per_token}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.artifact.path)!r}, backend={self.session.backend!r})"
 
-    def __enter__(self) -> Pipeline:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -47,7 +87,7 @@ class Pipeline:
         lengths = [len(e.ids) for e in encodings]
         # Padding-sensitive models (ConvBERT, see FamilySpec) batch texts of one length only, so results equal
         # unbatched transformers.
-        if self.artifact.manifest.get("padding_sensitive", False):
+        if self.artifact.manifest.padding_sensitive:
             batches = equal_length_batches(lengths, batch_size=batch_size)
         else:
             batches = length_batches(lengths, batch_size=batch_size, max_tokens=max_tokens)

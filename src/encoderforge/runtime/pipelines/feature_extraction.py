@@ -19,25 +19,25 @@ import numpy as np
 
 from encoderforge.errors import InputError, UnsupportedError
 from encoderforge.runtime.pipelines import PIPELINES
-from encoderforge.runtime.pipelines.base import Pipeline, one_of, text_batch
-
-POOLING = ("mean", "cls", "max")
+from encoderforge.runtime.pipelines.base import Pipeline, TaskContract, one_of, text_batch
+from encoderforge.runtime.pooling import POOLING, pool
 
 
 class FeatureExtractionPipeline(Pipeline):
     task = "feature-extraction"
+    contract = TaskContract(request_fields=("text",), rows_batch=True, result="embedding")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        section = self.artifact.manifest.get("embedding") or {}
-        self.pooling: str = section.get("pooling") or "mean"
-        self.normalize: bool = bool(section.get("normalize", False))
-        limit = section.get("max_seq_length")
-        self.max_seq_length: int = min(int(limit), self.tokenizer.max_length) if limit else self.tokenizer.max_length
-        output = self.artifact.manifest["outputs"][0]
-        hidden = output["axes"][-1]
+        section = self.artifact.manifest.embedding
+        self.pooling: str = (section.pooling if section else None) or "mean"
+        self.normalize: bool = bool(section and section.normalize)
+        limit = section.max_seq_length if section else None
+        self.max_seq_length: int = min(limit, self.tokenizer.max_length) if limit else self.tokenizer.max_length
+        output = self.artifact.manifest.outputs[0]
+        hidden = output.axes[-1]
         self.dimension: int | None = hidden if isinstance(hidden, int) else None
-        self._output = output["name"]
+        self._output = output.name
 
     def __call__(
         self,
@@ -83,20 +83,12 @@ class FeatureExtractionPipeline(Pipeline):
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         encodings = self.tokenizer.encode(texts, truncation=truncation, max_length=max_length or self.max_seq_length)
         outputs = self.forward(encodings, batch_size=batch_size)
-        vectors = np.stack([_pool(out[self._output], mode) for out in outputs]).astype(np.float32, copy=False)
+        vectors = np.stack([pool(out[self._output], np.ones(out[self._output].shape[:1]), mode)
+                            for out in outputs]).astype(np.float32, copy=False)
         if self.normalize if normalize is None else normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)
         return vectors[0] if single else vectors
-
-
-def _pool(states: np.ndarray, mode: str) -> np.ndarray:
-    """Pool one text's token states (already trimmed to its own tokens, so every row is attended)."""
-    if mode == "cls":
-        return np.asarray(states[0])
-    if mode == "max":
-        return np.asarray(states.max(axis=0))
-    return np.asarray(states.mean(axis=0, dtype=np.float32))
 
 
 PIPELINES.register("feature-extraction", FeatureExtractionPipeline)

@@ -22,6 +22,7 @@ from encoderforge.errors import InputError, UnsupportedError
 from encoderforge.runtime.pipelines import PIPELINES
 from encoderforge.runtime.pipelines.base import (
     Pipeline,
+    TaskContract,
     clean_up_spaces,
     decode_ids,
     one_of,
@@ -34,15 +35,15 @@ log = logging.getLogger(__name__)
 
 class FillMaskPipeline(Pipeline):
     task = "fill-mask"
+    contract = TaskContract(request_fields=("text",), rows_batch=True, masked_text=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        settings = self.artifact.manifest["tokenizer"]
-        self.mask_token: str | None = settings.get("mask_token")
-        mask_id = settings.get("mask_token_id")
-        self.mask_token_id: int | None = None if mask_id is None else int(mask_id)
+        settings = self.artifact.manifest.tokenizer
+        self.mask_token: str | None = settings.mask_token
+        self.mask_token_id: int | None = settings.mask_token_id
         self._clean_up = clean_up_spaces(self.artifact)
-        self._pad_id = settings.get("pad_token_id")
+        self._pad_id = settings.pad_token_id
 
     def __call__(
         self,

@@ -21,11 +21,13 @@ import numpy as np
 
 from encoderforge.errors import InputError
 from encoderforge.runtime.pipelines import PIPELINES
-from encoderforge.runtime.pipelines.base import Pipeline, check_text, softmax
+from encoderforge.runtime.pipelines.base import Pipeline, TaskContract, check_text, softmax
 
 
 class MultipleChoicePipeline(Pipeline):
     task = "multiple-choice"
+    contract = TaskContract(request_fields=("prompt", "choices"), rows_batch=False, served=False,
+                            many_as_dicts=True)
 
     def __call__(
         self,

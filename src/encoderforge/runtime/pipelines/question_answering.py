@@ -31,7 +31,7 @@ from encoderforge.artifact import Artifact
 from encoderforge.errors import InputError
 from encoderforge.runtime.backends import Session
 from encoderforge.runtime.pipelines import PIPELINES
-from encoderforge.runtime.pipelines.base import Pipeline, check_text
+from encoderforge.runtime.pipelines.base import Pipeline, TaskContract, check_text
 from encoderforge.runtime.pipelines.qa_spans import SpanOptions, allowed_tokens, decode_answers
 
 DEFAULT_MAX_SEQ_LEN = 384
@@ -91,6 +91,8 @@ def _positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
 
 class QuestionAnsweringPipeline(Pipeline):
     task = "question-answering"
+    contract = TaskContract(request_fields=("question", "context"), rows_batch=True,
+                            unwraps_single=True)
 
     def __init__(self, artifact: Artifact, session: Session) -> None:
         if artifact.task != self.task:
@@ -99,11 +101,10 @@ class QuestionAnsweringPipeline(Pipeline):
                 "export a QA head (encoderforge export --task qa) or use the artifact's own task"
             )
         super().__init__(artifact, session)
-        settings = artifact.manifest["tokenizer"]
-        cls_id = settings.get("cls_token_id")
-        self.cls_token_id: int | None = None if cls_id is None else int(cls_id)
-        self.pair_specials = int(settings.get("num_special_tokens_pair",
-                                              self.tokenizer.tokenizer.num_special_tokens_to_add(True)))
+        settings = artifact.manifest.tokenizer
+        self.cls_token_id: int | None = settings.cls_token_id
+        pair = settings.num_special_tokens_pair
+        self.pair_specials = pair if pair is not None else int(self.tokenizer.tokenizer.num_special_tokens_to_add(True))
 
     def __call__(
         self,

@@ -18,7 +18,7 @@ import numpy as np
 
 from encoderforge.errors import InputError, UnsupportedError
 from encoderforge.runtime.pipelines import PIPELINES
-from encoderforge.runtime.pipelines.base import Pipeline, check_text, one_of, sigmoid, softmax
+from encoderforge.runtime.pipelines.base import Pipeline, TaskContract, check_text, one_of, sigmoid, softmax
 from encoderforge.tokenization import TextInput
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
@@ -27,6 +27,7 @@ _UNSET: Any = ""  # transformers' sentinel: top_k=None means "all labels", an ab
 
 class TextClassificationPipeline(Pipeline):
     task = "text-classification"
+    contract = TaskContract(request_fields=("text",), rows_batch=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

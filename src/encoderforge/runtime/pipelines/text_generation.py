@@ -24,14 +24,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from encoderforge.errors import InputError
+from encoderforge.manifest import WithPast
 from encoderforge.runtime.backends import Session, get_backend
 from encoderforge.runtime.pipelines import PIPELINES
-from encoderforge.runtime.pipelines.base import Pipeline, clean_up_spaces, decode_ids, one_of, text_batch
+from encoderforge.runtime.pipelines.base import (
+    Pipeline,
+    TaskContract,
+    clean_up_spaces,
+    decode_ids,
+    one_of,
+    text_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +60,14 @@ def positions(ids: np.ndarray, *, first: int, pad_id: int | None) -> np.ndarray:
 
 class TextGenerationPipeline(Pipeline):
     task = "text-generation"
+    contract = TaskContract(request_fields=("text",), rows_batch=False, served=False,
+                            bench_options=MappingProxyType({"max_new_tokens": 1}))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         eos = self.config.get("eos_token_id")
         self.eos_ids = frozenset([] if eos is None else [int(e) for e in (eos if isinstance(eos, list) else [eos])])
-        self.with_past: dict[str, Any] | None = self.artifact.manifest.get("with_past")
+        self.with_past: WithPast | None = self.artifact.manifest.with_past
         self._past_session: Session | None = None
         self._clean_up = clean_up_spaces(self.artifact)
 
@@ -138,18 +149,18 @@ class TextGenerationPipeline(Pipeline):
         spec = self.with_past
         assert spec is not None
         session = self._cache_session()
-        layers, heads, head_dim = int(spec["num_layers"]), int(spec["num_heads"]), int(spec["head_dim"])
-        dtypes = {value["name"]: np.dtype(value["dtype"]) for value in spec["inputs"]}
+        layers, heads, head_dim = spec.num_layers, spec.num_heads, spec.head_dim
+        dtypes = {value.name: np.dtype(value.dtype) for value in spec.inputs}
         past_names = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
         present_names = [f"present.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
         past = [np.zeros((1, heads, 0, head_dim), dtype=dtypes[name]) for name in past_names]
-        rule = spec["positions"]
+        rule = spec.positions
         sequence = list(ids)
         new = np.asarray([sequence], dtype=np.int64)
         for _ in range(max_new_tokens):
             whole = np.asarray([sequence], dtype=np.int64)
             feed = self._base_feed(new, np.ones_like(whole))
-            feed["position_ids"] = positions(whole, **rule)[:, -new.shape[1]:]
+            feed["position_ids"] = positions(whole, first=rule.first, pad_id=rule.pad_id)[:, -new.shape[1]:]
             feed.update(zip(past_names, past))
             outputs = session.run(feed)
             past = [outputs[name] for name in present_names]
@@ -169,11 +180,11 @@ class TextGenerationPipeline(Pipeline):
     def _cache_session(self) -> Session:
         if self._past_session is None:
             assert self.with_past is not None
-            path = self.artifact.path / self.with_past["model_file"]
+            graph = self.with_past.model_file
             # The cache graph runs on onnxruntime on the same device (a TensorRT engine covers model.onnx only).
             backend = self.session.backend if self.session.backend.startswith("onnxruntime") else "onnxruntime-cuda"
-            self._past_session = get_backend(backend).load(str(path))
-            log.info("loaded the KV-cache graph %s on %s", path, backend)
+            self._past_session = get_backend(backend).load(self.artifact, graph=graph)
+            log.info("loaded the KV-cache graph %s on %s", self.artifact.path / graph, backend)
         return self._past_session
 
 

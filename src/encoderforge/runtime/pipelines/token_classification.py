@@ -20,21 +20,28 @@ import numpy as np
 
 from encoderforge.errors import UnsupportedError
 from encoderforge.runtime.pipelines import PIPELINES
-from encoderforge.runtime.pipelines.base import Pipeline, one_of, softmax, text_batch, tokens_to_string
+from encoderforge.runtime.pipelines.base import (
+    Pipeline,
+    TaskContract,
+    one_of,
+    softmax,
+    text_batch,
+    tokens_to_string,
+)
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
 
 class TokenClassificationPipeline(Pipeline):
     task = "token-classification"
+    contract = TaskContract(request_fields=("text",), rows_batch=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.id2label = {int(k): str(v) for k, v in (self.config.get("id2label") or {}).items()}
         model = self.tokenizer.tokenizer.model
         self._word_aware = bool(getattr(model, "continuing_subword_prefix", None))
-        unk = self.artifact.manifest["tokenizer"].get("unk_token_id")
-        self._unk_id = None if unk is None else int(unk)
+        self._unk_id = self.artifact.manifest.tokenizer.unk_token_id
 
     def __call__(
         self,
