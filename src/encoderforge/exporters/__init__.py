@@ -19,7 +19,7 @@ from typing import Any, Literal
 import onnx
 
 from encoderforge import __version__
-from encoderforge.artifact import Artifact, staging, write_manifest
+from encoderforge.artifact import Artifact, make_parent, output_lock, staging, terminating_cleanly, write_manifest
 from encoderforge.errors import ArtifactError
 from encoderforge.exporters.onnx_export import DYNAMO_OPSET, MIN_OPSET
 from encoderforge.onnx_files import EXTERNAL_DATA_THRESHOLD, MODEL_FILE, value_table
@@ -126,8 +126,10 @@ def export(config: ExportConfig) -> Artifact:
     output = Path(config.output).expanduser().absolute()
     if output.exists() and not config.force:  # fail before minutes of export, not after
         raise ArtifactError(f"output {str(output)!r} already exists; pass --force to replace it or choose another path")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as scratch:
+    make_parent(output)
+    # The lock is held from the start, so a second export to `output` fails now, not after minutes of work.
+    with terminating_cleanly(), output_lock(output), \
+            tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as scratch:
         fp32 = _export_fp32(replace(config, output=Path(scratch) / "fp32", force=False, optimize=None))
         return optimize(OptimizeConfig(
             artifact=fp32.path, output=output, target=settings.target, precision=settings.precision,

@@ -43,6 +43,11 @@ class Pipeline:
     ) -> list[dict[str, np.ndarray]]:
         """Run encodings in length-sorted batches; return one dict of outputs per encoding, in input order.
         Per-token outputs are trimmed to the encoding's own length (no padding rows)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or max_tokens < 1):
+            raise InputError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
         results: list[dict[str, np.ndarray]] = [{} for _ in encodings]
         lengths = [len(e.ids) for e in encodings]
         # Padding-sensitive models (ConvBERT, see FamilySpec) batch texts of one length only, so results equal

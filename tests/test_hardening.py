@@ -1,0 +1,183 @@
+"""Issue 13: nothing lost at --output, nothing read outside the artifact, safe under threads, no useless
+exports, no leftovers after SIGTERM, a runtime input cap, one-line errors, honest messages, readable modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from encoderforge.artifact import MANIFEST, Artifact, sha256_file, staging
+from encoderforge.errors import ArtifactError, EncoderForgeError, InputError
+from encoderforge.exporters import ExportConfig, export
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture()
+def copy_of(artifact: Callable[..., Artifact], tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(artifact("roberta", "cls").path, target)
+    return target
+
+
+def _edit(directory: Path, change: Callable[[dict[str, Any]], Any]) -> None:
+    manifest = json.loads((directory / MANIFEST).read_text())
+    change(manifest)
+    (directory / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _in_thread(body: Callable[[], None]) -> BaseException | None:
+    """Run `body` in another thread; return what it raised (None when it returned)."""
+    raised: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            body()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    return raised[0] if raised else None
+
+
+# ---- 1. data loss at --output ----
+
+def test_output_created_during_the_run_is_left_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    with pytest.raises(ArtifactError, match="created or replaced by someone else"):
+        with staging(out) as stage:
+            (stage / "model.onnx").write_bytes(b"graph")
+            out.mkdir()  # another program (or user) puts a directory there meanwhile
+            (out / "user.txt").write_text("mine")
+    assert (out / "user.txt").read_text() == "mine" and not (out / "model.onnx").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_forced_run_replaces_only_what_was_there_at_the_start(tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    out.mkdir()
+    with pytest.raises(ArtifactError, match="created or replaced by someone else"):
+        with staging(out, force=True) as stage:
+            (stage / "model.onnx").write_bytes(b"graph")
+            out.rename(tmp_path / "moved")
+            out.mkdir()
+            (out / "user.txt").write_text("mine")
+    assert (out / "user.txt").read_text() == "mine"
+
+
+def test_second_writer_of_one_output_is_refused(checkpoint: Callable[..., Path], tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    entered, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with staging(out) as stage:
+            (stage / "model.onnx").write_bytes(b"first")
+            entered.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert entered.wait(60)
+        with pytest.raises(ArtifactError, match="another encoderforge process is writing"):
+            export(ExportConfig(model=str(checkpoint("bert", "cls")), task="cls", output=out))
+    finally:
+        release.set()
+        thread.join()
+    assert (out / "model.onnx").read_bytes() == b"first"  # the first writer finished, untouched
+    assert _leftovers(tmp_path) == []
+
+
+def test_run_refuses_to_overwrite_its_input(artifact: Callable[..., Artifact], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from encoderforge.cli import main
+
+    requests = tmp_path / "in.jsonl"
+    requests.write_text('{"text": "a good film"}\n')
+    assert main(["run", str(artifact("roberta", "cls").path), "--input", str(requests),
+                 "--output", str(tmp_path / "." / "in.jsonl"), "--no-progress"]) == 2
+    assert "is the --input file" in capsys.readouterr().err
+    assert requests.read_text() == '{"text": "a good film"}\n'
+
+
+# ---- 2. reads outside the artifact ----
+
+def test_table_names_outside_the_artifact_are_refused(copy_of: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    entry = {"sha256": sha256_file(secret), "bytes": secret.stat().st_size}
+    for name in ("../secret.txt", str(secret)):
+        _edit(copy_of, lambda m, name=name: m["files"].update({name: entry}))
+        for verify in (True, False):
+            with pytest.raises(ArtifactError, match="not a file inside the artifact"):
+                Artifact.load(copy_of, verify=verify)
+        _edit(copy_of, lambda m, name=name: m["files"].pop(name))
+    Artifact.load(copy_of)
+
+
+def test_model_and_tokenizer_paths_stay_inside(copy_of: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(copy_of / "model.onnx", outside / "model.onnx")
+    _edit(copy_of, lambda m: m.update(model_file="../elsewhere/model.onnx"))
+    with pytest.raises(ArtifactError, match="'model_file' names '../elsewhere/model.onnx'"):
+        Artifact.load(copy_of, verify=False)
+    _edit(copy_of, lambda m: m.update(model_file="model.onnx"))
+    _edit(copy_of, lambda m: m["tokenizer"].update(file="/etc/hostname"))
+    with pytest.raises(ArtifactError, match="'tokenizer.file' names"):
+        Artifact.load(copy_of, verify=False)
+
+
+def test_symlink_leading_out_is_refused(copy_of: Path, tmp_path: Path) -> None:
+    swapped = tmp_path / "tokenizer.json"
+    shutil.copy(copy_of / "tokenizer.json", swapped)
+    (copy_of / "tokenizer.json").unlink()
+    (copy_of / "tokenizer.json").symlink_to(swapped)  # same bytes, so the sha256 still matches
+    with pytest.raises(ArtifactError, match="links leading out"):
+        Artifact.load(copy_of)
+
+
+def test_every_file_the_runtime_reads_is_in_the_table(copy_of: Path) -> None:
+    _edit(copy_of, lambda m: m["files"].pop("tokenizer.json"))
+    with pytest.raises(ArtifactError, match="'tokenizer.json' .* not in the manifest's sha256 table"):
+        Artifact.load(copy_of)
+    _edit(copy_of, lambda m: m["files"].update(
+        {"tokenizer.json": {"sha256": sha256_file(copy_of / "tokenizer.json"),
+                            "bytes": (copy_of / "tokenizer.json").stat().st_size}}))
+    _edit(copy_of, lambda m: m["files"].pop("tokenizer_config.json"))  # on disk, read by the runtime
+    with pytest.raises(ArtifactError, match="'tokenizer_config.json' .* not in the manifest's sha256 table"):
+        Artifact.load(copy_of, verify=False)
+
+
+# ---- 7. one-line errors for malformed manifests and bad arguments ----
+
+@pytest.mark.parametrize(("change", "field"), [
+    (None, "JSON object"),
+    (lambda m: m.update(files=list(m["files"])), "'files'"),
+    (lambda m: m["files"]["model.onnx"].pop("bytes"), "'files.model.onnx.bytes'"),
+    (lambda m: m["tokenizer"].pop("max_length"), "'tokenizer.max_length'"),
+    (lambda m: m.update(outputs={"logits": 1}), "'outputs'"),
+])
+def test_malformed_manifest_is_one_artifact_error(copy_of: Path, change: Callable[[dict[str, Any]], Any] | None,
+                                                  field: str) -> None:
+    if change is None:
+        (copy_of / MANIFEST).write_text("null")
+    else:
+        _edit(copy_of, change)
+    for verify in (True, False):
+        with pytest.raises(ArtifactError, match=field):
+            Artifact.load(copy_of, verify=verify)
