@@ -4,20 +4,16 @@ exports, no leftovers after SIGTERM, a runtime input cap, one-line errors, hones
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from encoderforge.artifact import MANIFEST, Artifact, sha256_file, staging
-from encoderforge.errors import ArtifactError, EncoderForgeError, InputError
+from encoderforge.errors import ArtifactError
 from encoderforge.exporters import ExportConfig, export
 
 
@@ -58,11 +54,10 @@ def _in_thread(body: Callable[[], None]) -> BaseException | None:
 
 def test_output_created_during_the_run_is_left_untouched(tmp_path: Path) -> None:
     out = tmp_path / "art"
-    with pytest.raises(ArtifactError, match="created or replaced by someone else"):
-        with staging(out) as stage:
-            (stage / "model.onnx").write_bytes(b"graph")
-            out.mkdir()  # another program (or user) puts a directory there meanwhile
-            (out / "user.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="created or replaced by someone else"), staging(out) as stage:
+        (stage / "model.onnx").write_bytes(b"graph")
+        out.mkdir()  # another program (or user) puts a directory there meanwhile
+        (out / "user.txt").write_text("mine")
     assert (out / "user.txt").read_text() == "mine" and not (out / "model.onnx").exists()
     assert _leftovers(tmp_path) == []
 
@@ -70,12 +65,12 @@ def test_output_created_during_the_run_is_left_untouched(tmp_path: Path) -> None
 def test_forced_run_replaces_only_what_was_there_at_the_start(tmp_path: Path) -> None:
     out = tmp_path / "art"
     out.mkdir()
-    with pytest.raises(ArtifactError, match="created or replaced by someone else"):
-        with staging(out, force=True) as stage:
-            (stage / "model.onnx").write_bytes(b"graph")
-            out.rename(tmp_path / "moved")
-            out.mkdir()
-            (out / "user.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="created or replaced by someone else"), \
+            staging(out, force=True) as stage:
+        (stage / "model.onnx").write_bytes(b"graph")
+        out.rename(tmp_path / "moved")
+        out.mkdir()
+        (out / "user.txt").write_text("mine")
     assert (out / "user.txt").read_text() == "mine"
 
 
@@ -181,3 +176,36 @@ def test_malformed_manifest_is_one_artifact_error(copy_of: Path, change: Callabl
     for verify in (True, False):
         with pytest.raises(ArtifactError, match=field):
             Artifact.load(copy_of, verify=verify)
+
+
+# ---- 3. pipelines and encode() from many threads ----
+
+_WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "paris", "sleeps", "under", "a", "grey", "sky"]
+
+
+def _text(words: int, shift: int) -> str:
+    return " ".join(_WORDS[(i + shift) % len(_WORDS)] for i in range(words))
+
+
+def _hammer(call: Callable[[int], Any], calls: int = 32, threads: int = 8) -> None:
+    """Run call(i) for i < calls single-threaded, then from `threads` threads at once; the results match."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = [call(i) for i in range(calls)]
+    with ThreadPoolExecutor(threads) as pool:
+        got = list(pool.map(call, [i for _ in range(3) for i in range(calls)]))
+    for index, result in enumerate(got):
+        assert json.dumps(result, default=lambda a: a.tolist()) == \
+            json.dumps(expected[index % calls], default=lambda a: a.tolist()), f"call {index % calls} differs"
+
+
+def test_pipelines_are_thread_safe_with_long_and_short_texts(artifact: Callable[..., Artifact]) -> None:
+    from encoderforge import load
+
+    qa = load(artifact("roberta", "qa").path, device="cpu")
+    cls = load(artifact("roberta", "cls").path, device="cpu")
+    emb = load(artifact("bert", "embed").path, device="cpu")
+    words = [3, 40, 300, 5, 150, 12]  # short texts and ones that need truncation / several QA windows
+    _hammer(lambda i: qa(question=_text(4, i), context=_text(words[i % len(words)], i), top_k=2))
+    _hammer(lambda i: cls([_text(words[i % len(words)], i), _text(2, i)], top_k=None))
+    _hammer(lambda i: emb.encode([_text(words[i % len(words)], i), "short"]).round(5))

@@ -6,8 +6,10 @@ to the longest sequence of the batch (never to max length), truncation to the ar
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from encoderforge.artifact import Artifact
 from encoderforge.errors import InputError
 
 TextInput = str | tuple[str, str]
+_MAX_VARIANTS = 16  # truncation settings kept configured at once (max_length x stride x strategy)
 
 
 @dataclass
@@ -26,6 +29,8 @@ class ArtifactTokenizer:
     max_length: int
     pad_id: int
     special_ids: frozenset[int]
+    _variants: dict[tuple[int, int, str], Tokenizer] = dataclass_field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = dataclass_field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_artifact(cls, artifact: Artifact) -> ArtifactTokenizer:
@@ -46,23 +51,20 @@ class ArtifactTokenizer:
         stride: int = 0,
     ) -> list[Encoding]:
         """Encode texts or (first, second) pairs. `truncation`: True / "longest_first" / "only_second" / False.
-        With stride > 0 and "only_second", overflowing windows are returned as `encoding.overflowing`."""
+        With stride > 0 and "only_second", overflowing windows are returned as `encoding.overflowing`.
+        Safe to call from many threads: the shared tokenizer is never reconfigured (each truncation setting
+        has its own configured copy)."""
         limit = min(max_length or self.max_length, self.max_length)
         check_texts(texts)
-        if truncation:
-            strategy = "longest_first" if truncation is True else str(truncation)
-            self.tokenizer.enable_truncation(limit, stride=stride, strategy=strategy)
-        else:
-            self.tokenizer.no_truncation()
+        tokenizer = self._truncating(limit, stride, "longest_first" if truncation is True else str(truncation)) \
+            if truncation else self.tokenizer
         try:
-            encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+            encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # tokenizers raises Exception, or a Rust panic (BaseException) when the
             # stride leaves no room for the second text
             raise InputError(f"cannot tokenize: {exc}; check max_length, stride and the input texts") from exc
-        finally:
-            self.tokenizer.no_truncation()
         if not truncation:
             too_long = [i for i, e in enumerate(encodings) if len(e.ids) > limit]
             if too_long:
@@ -71,6 +73,26 @@ class ArtifactTokenizer:
                     "shorten it or enable truncation"
                 )
         return encodings
+
+    def _truncating(self, limit: int, stride: int, strategy: str) -> Tokenizer:
+        """A copy of the tokenizer with this truncation switched on, made once per setting and then only read
+        (switching truncation on the shared tokenizer per call races between threads)."""
+        key = (limit, stride, strategy)
+        with self._lock:
+            tokenizer = self._variants.get(key)
+            if tokenizer is None:
+                tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
+                try:
+                    tokenizer.enable_truncation(limit, stride=stride, strategy=strategy)
+                except BaseException as exc:
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        raise
+                    raise InputError(f"cannot truncate to {limit} tokens with stride {stride} and strategy "
+                                     f"{strategy!r}: {exc}; check max_length, stride and truncation") from exc
+                if len(self._variants) >= _MAX_VARIANTS:
+                    self._variants.pop(next(iter(self._variants)))
+                self._variants[key] = tokenizer
+        return tokenizer
 
     def to_feed(self, encodings: Sequence[Encoding], *, pad_to: int | None = None) -> dict[str, np.ndarray]:
         """Stack encodings into int64 arrays for every graph input, padded to the longest (or `pad_to`)."""

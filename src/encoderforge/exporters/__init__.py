@@ -19,7 +19,14 @@ from typing import Any, Literal
 import onnx
 
 from encoderforge import __version__
-from encoderforge.artifact import Artifact, make_parent, output_lock, staging, terminating_cleanly, write_manifest
+from encoderforge.artifact import (
+    Artifact,
+    make_parent,
+    output_lock,
+    staging,
+    terminating_cleanly,
+    write_manifest,
+)
 from encoderforge.errors import ArtifactError
 from encoderforge.exporters.onnx_export import DYNAMO_OPSET, MIN_OPSET
 from encoderforge.onnx_files import EXTERNAL_DATA_THRESHOLD, MODEL_FILE, value_table
