@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from encoderforge.artifact import MANIFEST, Artifact, sha256_file, staging
-from encoderforge.errors import ArtifactError
+from encoderforge.errors import ArtifactError, InputError
 from encoderforge.exporters import ExportConfig, export
 
 
@@ -209,3 +209,114 @@ def test_pipelines_are_thread_safe_with_long_and_short_texts(artifact: Callable[
     _hammer(lambda i: qa(question=_text(4, i), context=_text(words[i % len(words)], i), top_k=2))
     _hammer(lambda i: cls([_text(words[i % len(words)], i), _text(2, i)], top_k=None))
     _hammer(lambda i: emb.encode([_text(words[i % len(words)], i), "short"]).round(5))
+
+
+def _retable(directory: Path) -> None:
+    """Rewrite the sha256 table after an edit, as a careless tool (or an attacker) would."""
+    from encoderforge.artifact import write_manifest
+
+    manifest = json.loads((directory / MANIFEST).read_text())
+    manifest.pop("files")
+    write_manifest(directory, manifest)
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("config.json", "{broken", "cannot read .*config.json"),
+    ("tokenizer.json", "{broken", "cannot read the tokenizer"),
+])
+def test_corrupt_file_with_rewritten_sha_is_one_error(copy_of: Path, name: str, content: str, message: str) -> None:
+    from encoderforge import load
+
+    (copy_of / name).write_text(content)
+    _retable(copy_of)
+    with pytest.raises(ArtifactError, match=message):
+        load(copy_of, device="cpu")
+
+
+def test_manifest_task_that_the_graph_lacks_fails_at_load(copy_of: Path) -> None:
+    from encoderforge import load
+
+    _edit(copy_of, lambda m: m.update(task="question-answering"))
+    with pytest.raises(ArtifactError, match="needs graph output.*start_logits"):
+        load(copy_of, device="cpu")
+
+
+def test_tokenizer_larger_than_the_graph_vocabulary_fails_at_load(copy_of: Path) -> None:
+    from encoderforge import load
+
+    config = json.loads((copy_of / "config.json").read_text())
+    config["vocab_size"] = 10
+    (copy_of / "config.json").write_text(json.dumps(config))
+    _retable(copy_of)
+    with pytest.raises(ArtifactError, match="tokenizer has .* tokens but the model's vocabulary .* is 10"):
+        load(copy_of, device="cpu")
+
+
+def test_bad_arguments_are_one_line_errors(artifact: Callable[..., Artifact], checkpoint: Callable[..., Path],
+                                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from encoderforge import load
+    from encoderforge.cli import main
+
+    art = artifact("roberta", "cls").path
+    with pytest.raises(InputError, match="batch_size must be a positive int, got 0"):
+        load(art, device="cpu")("a text", batch_size=0)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cases = [
+        (["run", str(art), "--text", "hi", "--output", str(blocker / "out.json")], "cannot write --output"),
+        (["run", str(art), "--text", "hi", "--batch-size", "0"], "--batch-size must be a positive int"),
+        (["export", "--model", str(checkpoint("roberta", "cls")), "--task", "cls", "--precision", "int8-dynamic",
+          "--output", str(blocker / "art")], "cannot write artifact at"),
+        (["triton-repo", str(art), "--output", str(tmp_path / "repo"), "--name", "../victim", "--force"],
+         "not a plain directory name"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "victim").exists()
+
+
+# ---- 4. exports that pass but are useless ----
+
+def test_checkpoint_without_tokenizer_files_is_refused(checkpoint: Callable[..., Path], tmp_path: Path) -> None:
+    from encoderforge.errors import ModelSourceError
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(checkpoint("roberta", "cls") / name, bare / name)
+    with pytest.raises(ModelSourceError, match="no tokenizer files"):
+        export(ExportConfig(model=str(bare), task="cls", output=tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_validation_text_must_be_more_than_special_tokens(checkpoint: Callable[..., Path]) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from encoderforge.errors import ModelSourceError
+    from encoderforge.exporters.samples import validation_cases
+    from encoderforge.tasks import task_head
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *(f"w{i}" for i in range(20))])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[
+        ("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]",
+                                        cls_token="[CLS]", sep_token="[SEP]")
+    with pytest.raises(ModelSourceError, match="special tokens only"):  # every word of the text is [UNK]
+        validation_cases(tokenizer, task_head("cls"), ("input_ids", "attention_mask"), 64)
+
+
+def test_head_the_checkpoint_lacks_is_refused_or_recorded(checkpoint: Callable[..., Path], tmp_path: Path) -> None:
+    from encoderforge.errors import ModelSourceError
+
+    mlm = str(checkpoint("roberta", "mlm"))
+    with pytest.raises(ModelSourceError, match="no trained weights for the question-answering head.*qa_outputs"):
+        export(ExportConfig(model=mlm, task="qa", output=tmp_path / "o"))
+    art = export(ExportConfig(model=mlm, task="qa", output=tmp_path / "o", allow_untrained_head=True))
+    assert set(art.manifest["untrained_weights"]) == {"qa_outputs.weight", "qa_outputs.bias"}
+    plain = export(ExportConfig(model=mlm, task="embed", output=tmp_path / "embed"))  # pooler unused: fine
+    assert "untrained_weights" not in plain.manifest

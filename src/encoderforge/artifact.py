@@ -410,5 +410,11 @@ class Artifact:
         return [spec["name"] for spec in self.manifest["outputs"]]
 
     def config(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
+        path = self.path / "config.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"cannot read {path}: {exc}; re-export the artifact") from exc
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{path} holds {type(data).__name__}, not a JSON object; re-export the artifact")
         return data

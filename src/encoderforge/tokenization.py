@@ -16,7 +16,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from encoderforge.artifact import Artifact
-from encoderforge.errors import InputError
+from encoderforge.errors import ArtifactError, InputError
 
 TextInput = str | tuple[str, str]
 _MAX_VARIANTS = 16  # truncation settings kept configured at once (max_length x stride x strategy)
@@ -35,7 +35,12 @@ class ArtifactTokenizer:
     @classmethod
     def from_artifact(cls, artifact: Artifact) -> ArtifactTokenizer:
         settings = artifact.manifest["tokenizer"]
-        tokenizer = Tokenizer.from_file(str(artifact.tokenizer_path))
+        try:
+            tokenizer = Tokenizer.from_file(str(artifact.tokenizer_path))
+        except Exception as exc:  # tokenizers raises plain Exception for unreadable or malformed files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"cannot read the tokenizer {str(artifact.tokenizer_path)!r}: {first}; "
+                                "re-export the artifact") from exc
         tokenizer.no_padding()
         tokenizer.no_truncation()
         pad_id = settings["pad_token_id"]

@@ -55,6 +55,7 @@ class ExportConfig:
     tolerance: float | None = None  # None: the family's fp32 default (1e-4)
     force: bool = False
     trust_remote_code: bool = False
+    allow_untrained_head: bool = False  # export a head the checkpoint has no weights for (recorded in the manifest)
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
     with_past: bool = False  # text-generation: also write model_with_past.onnx (KV cache in/out)
     # Optional optimization right after export (the same as `encoderforge optimize`): None leaves the plain
@@ -154,7 +155,8 @@ def _export_fp32(config: ExportConfig) -> Artifact:
 
     started = time.perf_counter()
     _quiet_progress_bars()
-    ref = load_reference(config.model, config.task, trust_remote_code=config.trust_remote_code)
+    ref = load_reference(config.model, config.task, trust_remote_code=config.trust_remote_code,
+                         allow_untrained_head=config.allow_untrained_head)
     family, head = ref.family, ref.head
     exporter = family.exporter if config.exporter == "auto" else config.exporter
     tolerance = family.tolerance if config.tolerance is None else config.tolerance
@@ -196,6 +198,8 @@ def _export_fp32(config: ExportConfig) -> Artifact:
             "validation": report,
             "versions": _versions(),
         }
+        if ref.untrained:  # only with allow_untrained_head: the answers are noise, say so in the artifact
+            manifest["untrained_weights"] = list(ref.untrained)
         if config.with_past:
             manifest["with_past"] = _export_with_past(ref, stage, config, tolerance, max_length)
         manifest["export_seconds"] = round(time.perf_counter() - started, 2)

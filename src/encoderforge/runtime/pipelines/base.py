@@ -9,7 +9,7 @@ import numpy as np
 from tokenizers import Encoding
 
 from encoderforge.artifact import Artifact
-from encoderforge.errors import InputError, UnsupportedError
+from encoderforge.errors import ArtifactError, InputError, UnsupportedError
 from encoderforge.runtime.backends import Session
 from encoderforge.runtime.batching import length_batches
 from encoderforge.tokenization import ArtifactTokenizer
@@ -23,6 +23,7 @@ class Pipeline:
         self.session = session
         self.tokenizer = ArtifactTokenizer.from_artifact(artifact)
         self.config: dict[str, Any] = artifact.config()
+        check_graph(artifact, session, self.tokenizer)
         axes = {spec["name"]: spec["axes"] for spec in artifact.manifest["outputs"]}
         self._per_token = {name for name, a in axes.items() if len(a) > 1 and a[1] == "sequence"}
 
@@ -72,6 +73,32 @@ class Pipeline:
         raise UnsupportedError(
             f"encode() needs a feature-extraction (embed) artifact; {str(self.artifact.path)!r} is a "
             f"{self.task or self.artifact.task} artifact: call the pipeline itself instead"
+        )
+
+
+def check_graph(artifact: Artifact, session: Session, tokenizer: ArtifactTokenizer) -> None:
+    """What the task's post-processing and the graph's embedding need, checked at load time instead of
+    failing at call time: the head's outputs are graph outputs, and no token id is past the vocabulary."""
+    from encoderforge.tasks import task_head
+
+    try:
+        head = task_head(artifact.task)
+    except KeyError as exc:
+        raise ArtifactError(f"{artifact.path}: manifest task {artifact.task!r} is unknown; re-export the artifact") \
+            from exc
+    graph_outputs = {t.name for t in session.outputs()}
+    missing = [o.name for o in head.outputs if o.name not in graph_outputs]
+    if missing:
+        raise ArtifactError(
+            f"{artifact.path}: manifest task {artifact.task!r} needs graph output(s) {', '.join(missing)}, but the "
+            f"graph has {', '.join(sorted(graph_outputs))}; the manifest does not match the graph: re-export it"
+        )
+    vocab = artifact.config().get("vocab_size")
+    tokens = tokenizer.tokenizer.get_vocab_size(with_added_tokens=True)
+    if isinstance(vocab, int) and not isinstance(vocab, bool) and tokens > vocab:
+        raise ArtifactError(
+            f"{artifact.path}: the tokenizer has {tokens} tokens but the model's vocabulary (config.json vocab_size) "
+            f"is {vocab}; ids past it cannot be embedded: the tokenizer does not belong to this graph, re-export it"
         )
 
 
