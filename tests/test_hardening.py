@@ -320,3 +320,36 @@ def test_head_the_checkpoint_lacks_is_refused_or_recorded(checkpoint: Callable[.
     assert set(art.manifest["untrained_weights"]) == {"qa_outputs.weight", "qa_outputs.bias"}
     plain = export(ExportConfig(model=mlm, task="embed", output=tmp_path / "embed"))  # pooler unused: fine
     assert "untrained_weights" not in plain.manifest
+
+
+# ---- 6. runtime input cap, before tokenization ----
+
+class _NoTokenizing:
+    """Stands in for the tokenizers.Tokenizer: any use of it fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the text was tokenized (tokenizer.{name}) before the size cap was checked")
+
+
+def test_texts_past_the_cap_are_refused_before_tokenization(artifact: Callable[..., Artifact]) -> None:
+    from encoderforge import load
+    from encoderforge.tokenization import MAX_TEXT_CHARS
+
+    assert MAX_TEXT_CHARS == 1_000_000
+    huge = "word " * (MAX_TEXT_CHARS // 5) + "x"
+    cls = load(artifact("roberta", "cls").path, device="cpu")
+    qa = load(artifact("roberta", "qa").path, device="cpu")
+    emb = load(artifact("bert", "embed").path, device="cpu")
+    for pipe in (cls, qa, emb):
+        pipe.tokenizer.tokenizer = _NoTokenizing()  # type: ignore[assignment]
+    calls: list[Callable[[], Any]] = [lambda: cls(huge), lambda: cls({"text": "fine", "text_pair": huge}),
+                                      lambda: qa(question="Who?", context=huge), lambda: emb.encode(["ok", huge])]
+    for call in calls:
+        with pytest.raises(InputError, match="has 1,000,001 characters, more than the limit of 1,000,000 per text"):
+            call()
+    small = load(artifact("roberta", "cls").path, device="cpu", max_chars=100)
+    assert small("a" * 100)
+    with pytest.raises(InputError, match="input 0 has 101 characters, more than the limit of 100"):
+        small("a" * 101)
+    with pytest.raises(InputError, match="max_chars must be a positive int"):
+        load(artifact("roberta", "cls").path, device="cpu", max_chars=0)

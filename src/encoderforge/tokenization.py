@@ -19,6 +19,10 @@ from encoderforge.artifact import Artifact
 from encoderforge.errors import ArtifactError, InputError
 
 TextInput = str | tuple[str, str]
+# The runtime's cap on characters per text (each part of a pair), checked before any tokenization: a
+# 10 MB string would otherwise be tokenized whole (seconds, gigabytes) for a result read from its first
+# tokens. Raise it per pipeline with load(..., max_chars=N).
+MAX_TEXT_CHARS = 1_000_000
 _MAX_VARIANTS = 16  # truncation settings kept configured at once (max_length x stride x strategy)
 
 
@@ -29,6 +33,7 @@ class ArtifactTokenizer:
     max_length: int
     pad_id: int
     special_ids: frozenset[int]
+    max_chars: int = MAX_TEXT_CHARS  # per text, checked before tokenization (see check)
     _variants: dict[tuple[int, int, str], Tokenizer] = dataclass_field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = dataclass_field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -60,7 +65,7 @@ class ArtifactTokenizer:
         Safe to call from many threads: the shared tokenizer is never reconfigured (each truncation setting
         has its own configured copy)."""
         limit = min(max_length or self.max_length, self.max_length)
-        check_texts(texts)
+        self.check(texts)
         tokenizer = self._truncating(limit, stride, "longest_first" if truncation is True else str(truncation)) \
             if truncation else self.tokenizer
         try:
@@ -78,6 +83,10 @@ class ArtifactTokenizer:
                     "shorten it or enable truncation"
                 )
         return encodings
+
+    def check(self, texts: Sequence[Any]) -> None:
+        """Types and the size cap: what encode() checks before tokenizing, for callers that tokenize first."""
+        check_texts(texts, max_chars=self.max_chars)
 
     def _truncating(self, limit: int, stride: int, strategy: str) -> Tokenizer:
         """A copy of the tokenizer with this truncation switched on, made once per setting and then only read
@@ -112,8 +121,8 @@ class ArtifactTokenizer:
         return arrays
 
 
-def check_texts(texts: Sequence[Any]) -> None:
-    """Reject what cannot be tokenized with a message naming the bad item."""
+def check_texts(texts: Sequence[Any], *, max_chars: int = MAX_TEXT_CHARS) -> None:
+    """Reject what cannot be tokenized, or is past the size cap, with a message naming the bad item."""
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
         raise InputError(f"expected a list of texts, got {type(texts).__name__}; wrap a single text in a list")
     for index, item in enumerate(texts):
@@ -121,4 +130,10 @@ def check_texts(texts: Sequence[Any]) -> None:
         if len(parts) not in (1, 2) or not all(isinstance(p, str) for p in parts):
             raise InputError(
                 f"input {index} is {type(item).__name__} {item!r:.60}; each input must be a str or a (str, str) pair"
+            )
+        longest = max(len(p) for p in parts)
+        if longest > max_chars:
+            raise InputError(
+                f"input {index} has {longest:,} characters, more than the limit of {max_chars:,} per text; shorten "
+                "or split it, or raise the limit with load(..., max_chars=N)"
             )

@@ -85,6 +85,7 @@ class TextGenerationPipeline(Pipeline):
         prompts, single = text_batch(one_of(inputs, text), name="text")
         results: list[list[dict[str, Any]]] = []
         for prompt in prompts:
+            self.tokenizer.check([prompt])  # the size cap, before tokenizing
             ids = self.tokenizer.tokenizer.encode(prompt, add_special_tokens=add_special_tokens).ids
             sequence = self.generate_ids(ids, max_new_tokens=max_new_tokens, use_cache=use_cache)
             if return_tensors:
