@@ -4,7 +4,11 @@ exports, no leftovers after SIGTERM, a runtime input cap, one-line errors, hones
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +111,54 @@ def test_run_refuses_to_overwrite_its_input(artifact: Callable[..., Artifact], t
                  "--output", str(tmp_path / "." / "in.jsonl"), "--no-progress"]) == 2
     assert "is the --input file" in capsys.readouterr().err
     assert requests.read_text() == '{"text": "a good film"}\n'
+
+
+# ---- 5. SIGTERM (and SIGKILL) during an export leave no staging directories ----
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from encoderforge.artifact import staging
+with staging(Path(sys.argv[1])) as stage:
+    (stage / "model.onnx.data").write_bytes(bytes(1 << 20))
+    print("ready", flush=True)
+    time.sleep(120)
+"""
+
+
+def _writer(out: Path) -> subprocess.Popen[str]:
+    import encoderforge  # the child imports the same encoderforge as this test
+
+    env = {**os.environ, "PYTHONPATH": str(Path(encoderforge.__file__).parents[1])}
+    child = subprocess.Popen([sys.executable, "-c", _WRITER, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_sigterm_during_export_removes_its_staging_directory(tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    child = _writer(out)
+    try:
+        assert any(name.startswith(".art.partial-") for name in _leftovers(tmp_path))
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(60) == 128 + signal.SIGTERM
+    finally:
+        child.kill()
+    assert _leftovers(tmp_path) == [] and not out.exists()
+
+
+def test_staging_left_by_a_killed_run_is_removed_by_the_next(tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    child = _writer(out)
+    with pytest.raises(ArtifactError, match="another encoderforge process is writing"), staging(out):
+        pass  # the lock works across processes too
+    child.kill()  # SIGKILL: nothing can clean up
+    child.wait(60)
+    assert any(name.startswith(".art.partial-") for name in _leftovers(tmp_path))
+    (tmp_path / ".art-other.partial-keep").mkdir()  # another output's: not ours to remove
+    with staging(out) as stage:
+        (stage / "model.onnx").write_bytes(b"graph")
+    assert _leftovers(tmp_path) == [".art-other.partial-keep"] and (out / "model.onnx").is_file()
 
 
 # ---- 2. reads outside the artifact ----
@@ -353,3 +405,22 @@ def test_texts_past_the_cap_are_refused_before_tokenization(artifact: Callable[.
         small("a" * 101)
     with pytest.raises(InputError, match="max_chars must be a positive int"):
         load(artifact("roberta", "cls").path, device="cpu", max_chars=0)
+
+
+# ---- 9. modes: the account that serves an artifact can read it ----
+
+def test_artifact_modes_follow_the_umask(checkpoint: Callable[..., Path], tmp_path: Path) -> None:
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        art = export(ExportConfig(model=str(checkpoint("roberta", "cls")), task="cls", output=tmp_path / "art",
+                                  external_data_threshold=0))
+    finally:
+        os.umask(previous)
+    assert (art.path / "model.onnx.data").is_file()
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in [art.path, *art.path.rglob("*")]}
+    assert modes["art"] == 0o755
+    assert {name: mode for name, mode in modes.items() if name != "art" and mode != (
+        0o755 if (tmp_path / name).is_dir() else 0o644)} == {}
