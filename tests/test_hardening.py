@@ -424,3 +424,35 @@ def test_artifact_modes_follow_the_umask(checkpoint: Callable[..., Path], tmp_pa
     assert modes["art"] == 0o755
     assert {name: mode for name, mode in modes.items() if name != "art" and mode != (
         0o755 if (tmp_path / name).is_dir() else 0o644)} == {}
+
+
+# ---- 8. messages that say what is wrong ----
+
+def test_messages_name_the_real_problem(checkpoint: Callable[..., Path], artifact: Callable[..., Artifact],
+                                        tmp_path: Path) -> None:
+    from encoderforge.calibration.sources import read_items
+    from encoderforge.errors import ModelSourceError
+    from encoderforge.graph_passes import OptimizeConfig, optimize
+
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint("bert", "cls"), broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ModelSourceError, match="config.json' is not valid JSON") as caught:
+        export(ExportConfig(model=str(broken), task="cls", output=tmp_path / "o"))
+    assert "HF_HUB_OFFLINE" not in str(caught.value)
+
+    lines = tmp_path / "calib.jsonl"
+    lines.write_text('{"body": "a text"}\n')
+    with pytest.raises(InputError, match="no 'text' field") as caught:
+        read_items(lines)
+    assert "--calibration-text-field" not in str(caught.value)
+
+    source = artifact("bert", "cls").path
+    with pytest.raises(InputError, match="is a directory; pass a text or JSONL file"):
+        optimize(OptimizeConfig(artifact=source, output=tmp_path / "q", precision="int8-static",
+                                calibration_data=tmp_path))
+    for samples in (0, -3):
+        with pytest.raises(InputError, match=f"calibration samples {samples} must be an int >= 1"):
+            optimize(OptimizeConfig(artifact=source, output=tmp_path / "q", precision="int8-static",
+                                    calibration_samples=samples))
+    assert not (tmp_path / "q").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -32,6 +33,19 @@ def _looks_local(model: str) -> bool:
     return model.startswith((".", "/", "~")) or os.sep in model and Path(model).expanduser().exists()
 
 
+def _check_local_config(path: Path) -> None:
+    """A local config.json that is not a JSON object is reported as such (transformers' error for it reads
+    like a hub or cache problem)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelSourceError(f"{str(path)!r} is not valid JSON ({exc}); fix it or save the model again with "
+                               "save_pretrained()") from exc
+    if not isinstance(data, dict):
+        raise ModelSourceError(f"{str(path)!r} holds {type(data).__name__}, not a transformers config (a JSON "
+                               "object); fix it or save the model again with save_pretrained()")
+
+
 def load_config(model: str, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoConfig
 
@@ -43,6 +57,7 @@ def load_config(model: str, *, trust_remote_code: bool = False) -> Any:
             raise ModelSourceError(
                 f"{model!r} has no config.json; pass the directory written by save_pretrained() of a transformers model"
             )
+        _check_local_config(path / "config.json")
         model = str(path)
     try:
         return AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)

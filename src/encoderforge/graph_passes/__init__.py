@@ -77,7 +77,11 @@ def _check(config: OptimizeConfig) -> tuple[str, ...]:
         raise InputError(f"max accuracy drop {config.max_accuracy_drop!r} is out of range; pass a value in [0, 1], "
                          "e.g. 0.01")
     if config.calibration_data is not None and not Path(config.calibration_data).expanduser().is_file():
-        raise InputError(f"calibration data {str(config.calibration_data)!r} does not exist; pass a text or JSONL file")
+        what = "is a directory" if Path(config.calibration_data).expanduser().is_dir() else "does not exist"
+        raise InputError(f"calibration data {str(config.calibration_data)!r} {what}; pass a text or JSONL file")
+    samples = config.calibration_samples
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise InputError(f"calibration samples {samples!r} must be an int >= 1 (leave it out for the pass's default)")
     output = Path(config.output).expanduser().absolute()
     if output.exists() and not config.force:
         raise ArtifactError(f"output {str(output)!r} already exists; pass --force to replace it or choose another path")
