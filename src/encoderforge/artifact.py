@@ -12,7 +12,6 @@ Written atomically (a staging directory renamed into place) and readable without
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -29,6 +28,11 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from encoderforge.errors import ArtifactError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: an exclusively created lock file instead (a killed run's must be removed by hand)
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +155,13 @@ def _acquire(lock: Path, output: Path) -> int:
     )
     for _ in range(10):
         try:
-            handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            handle = os.open(lock, os.O_RDWR | os.O_CREAT | (os.O_EXCL if fcntl is None else 0), 0o644)
+        except FileExistsError:
+            raise busy from None
         except OSError as exc:
             raise _os_error(exc, output) from exc
+        if fcntl is None:
+            return handle
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

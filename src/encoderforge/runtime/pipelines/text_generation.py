@@ -23,6 +23,7 @@ prompt plus max_new_tokens beyond the model's max length) is an InputError that 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +59,7 @@ class TextGenerationPipeline(Pipeline):
         self.eos_ids = frozenset([] if eos is None else [int(e) for e in (eos if isinstance(eos, list) else [eos])])
         self.with_past: dict[str, Any] | None = self.artifact.manifest.get("with_past")
         self._past_session: Session | None = None
+        self._past_lock = threading.Lock()  # threads share one lazily loaded KV-cache session
         self._clean_up = clean_up_spaces(self.artifact)
 
     def close(self) -> None:
@@ -168,6 +170,10 @@ class TextGenerationPipeline(Pipeline):
         return feed
 
     def _cache_session(self) -> Session:
+        with self._past_lock:
+            return self._load_cache_session()
+
+    def _load_cache_session(self) -> Session:
         if self._past_session is None:
             assert self.with_past is not None
             path = self.artifact.path / self.with_past["model_file"]
