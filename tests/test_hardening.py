@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from encoderforge.artifact import MANIFEST, Artifact, sha256_file, staging
+from encoderforge.artifact import MANIFEST, Artifact, sha256_file
 from encoderforge.errors import ArtifactError, InputError
 from encoderforge.exporters import ExportConfig, export
+from encoderforge.staging import staging
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -118,7 +119,7 @@ def test_run_refuses_to_overwrite_its_input(artifact: Callable[..., Artifact], t
 _WRITER = """
 import sys, time
 from pathlib import Path
-from encoderforge.artifact import staging
+from encoderforge.staging import staging
 with staging(Path(sys.argv[1])) as stage:
     (stage / "model.onnx.data").write_bytes(bytes(1 << 20))
     print("ready", flush=True)

@@ -19,17 +19,11 @@ from typing import Any, Literal
 import onnx
 
 from encoderforge import __version__
-from encoderforge.artifact import (
-    Artifact,
-    make_parent,
-    output_lock,
-    staging,
-    terminating_cleanly,
-    write_manifest,
-)
+from encoderforge.artifact import Artifact, write_manifest
 from encoderforge.errors import ArtifactError
 from encoderforge.exporters.onnx_export import DYNAMO_OPSET, MIN_OPSET
 from encoderforge.onnx_files import EXTERNAL_DATA_THRESHOLD, MODEL_FILE, value_table
+from encoderforge.staging import make_parent, output_lock, staging, terminating_cleanly
 
 log = logging.getLogger(__name__)
 

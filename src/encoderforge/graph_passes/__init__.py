@@ -23,11 +23,12 @@ from typing import Any, Literal
 
 import onnx
 
-from encoderforge.artifact import MANIFEST, Artifact, staging, write_manifest
+from encoderforge.artifact import MANIFEST, Artifact, write_manifest
 from encoderforge.errors import ArtifactError, InputError, ValidationError
 from encoderforge.graph_passes.base import PASSES, GraphPass, PassContext, PassResult
 from encoderforge.graph_passes.pipelines import PIPELINES, PRECISIONS, TARGETS, pipeline, resolve
 from encoderforge.onnx_files import DATA_FILE, MODEL_FILE, needs_external_data, save_graph, value_table
+from encoderforge.staging import staging
 
 __all__ = [
     "DEFAULT_MAX_DROP",

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from encoderforge.artifact import Artifact, publish_modes
+from encoderforge.artifact import Artifact
 from encoderforge.errors import UnsupportedError
 from encoderforge.serving.tasks import ServingError, TaskIO, task_io
+from encoderforge.staging import publish_modes
 
 Variant = Literal["onnxruntime", "python"]
 _TYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "float16": "TYPE_FP16",
