@@ -186,7 +186,7 @@ def test_model_and_tokenizer_paths_stay_inside(copy_of: Path, tmp_path: Path) ->
     with pytest.raises(ArtifactError, match="'model_file' names '../elsewhere/model.onnx'"):
         Artifact.load(copy_of, verify=False)
     _edit(copy_of, lambda m: m.update(model_file="model.onnx"))
-    _edit(copy_of, lambda m: m["tokenizer"].update(file="/etc/hostname"))
+    _edit(copy_of, lambda m: m["tokenizer"].update(file=str(outside / "model.onnx")))
     with pytest.raises(ArtifactError, match="'tokenizer.file' names"):
         Artifact.load(copy_of, verify=False)
 
