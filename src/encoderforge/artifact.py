@@ -6,27 +6,22 @@
     manifest.json                    schema version, family, task, graph inputs/outputs, feeds, tokenizer
                                      settings, precision, passes, validation report, versions, sha256 of files
 
-Written atomically (a staging directory renamed into place) and readable without torch.
+Written atomically (`encoderforge.staging`: a staging directory renamed into place) and readable without torch.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from encoderforge.errors import ArtifactError
 from encoderforge.manifest import SCHEMA_VERSION, FileEntry, Manifest
 
-__all__ = ["MANIFEST", "SCHEMA_VERSION", "Artifact", "Manifest", "file_table", "staging", "write_manifest"]
+__all__ = ["MANIFEST", "SCHEMA_VERSION", "Artifact", "Manifest", "file_table", "write_manifest"]
 
 MANIFEST = "manifest.json"
 
@@ -54,45 +49,51 @@ def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
     return manifest
 
 
-def _os_error(exc: OSError, where: Path) -> ArtifactError:
-    if exc.errno == errno.ENOSPC:
-        fix = "free disk space or choose another --output"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = "choose an --output you can write to"
-    else:
-        fix = "check the --output path"
-    return ArtifactError(f"cannot write artifact at {str(where)!r}: {exc.strerror or exc}; {fix}")
+def _inside(root: Path, name: Any, field: str) -> Path:
+    """`root / name` when `name` is a relative path that stays inside `root` (symlinks resolved); else an
+    ArtifactError that says nothing about what lies outside."""
+    bad = ArtifactError(f"{root / MANIFEST}: field {field!r} names {name!r:.80}, which is not a file inside the "
+                        "artifact (absolute paths, '..' and links leading out are refused); re-export the artifact")
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        raise bad
+    parts = PurePosixPath(name).parts
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive or ".." in parts:
+        raise bad
+    base = root.resolve()
+    target = (base / name).resolve()
+    if target == base or base not in target.parents:
+        raise bad
+    return target
 
 
-@contextmanager
-def staging(output: Path, *, force: bool = False) -> Iterator[Path]:
-    """Yield an empty staging directory next to `output`; on success rename it to `output`, on any error
-    remove it, so a failed run leaves nothing behind. An existing `output` is refused unless `force`."""
-    output = Path(output).expanduser().absolute()
-    if output.exists() and not force:
-        raise ArtifactError(f"output {str(output)!r} already exists; pass --force to replace it or choose another path")
-    if output.exists() and not output.is_dir():
-        raise ArtifactError(f"output {str(output)!r} is a file, not a directory; choose another path")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    except OSError as exc:
-        raise _os_error(exc, output) from exc
-    try:
-        yield stage
-        if output.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-            os.replace(output, old / "artifact")
-            os.replace(stage, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, output)
-    except OSError as exc:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise _os_error(exc, output) from exc
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+def read_files(manifest: Manifest) -> list[tuple[str, str]]:
+    """(field, name) of every file the manifest points at: the graph(s), tokenizer, engines."""
+    named = [("model_file", manifest.model_file), ("tokenizer.file", manifest.tokenizer.file)]
+    if manifest.with_past is not None:
+        named.append(("with_past.model_file", manifest.with_past.model_file))
+    named += [(f"engines[{index}].file", entry.file) for index, entry in enumerate(manifest.engines)]
+    return named
+
+
+def check_paths(root: Path, manifest: Manifest) -> None:
+    """Every path the manifest names resolves inside `root`, and every file the runtime reads is in the
+    sha256 table (so none is read unchecked)."""
+    table = manifest.files
+    for name in table:
+        _inside(root, name, f"files.{name}")
+    needed = [("config.json", "config.json")]
+    for field, name in read_files(manifest):
+        _inside(root, name, field)
+        needed.append((field, name))
+        if field.endswith("model_file"):
+            needed.append((field + " external data", f"{name}.data"))
+    for optional in ("tokenizer_config.json", "1_Pooling/config.json"):
+        needed.append((optional, optional))
+    for field, name in needed:
+        required = name in ("config.json", manifest.model_file, manifest.tokenizer.file)
+        if name not in table and (required or os.path.lexists(root / name)):
+            raise ArtifactError(f"{root}: {name!r} ({field}) is not in the manifest's sha256 table, so it cannot be "
+                                "checked; re-export the artifact")
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,15 @@ class Artifact:
             data = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ArtifactError(f"{manifest_path} is not valid JSON ({exc}); re-export the artifact") from exc
-        artifact = cls(root, Manifest.from_json(data, source=str(manifest_path)))
+        manifest = Manifest.from_json(data, source=str(manifest_path))
+        check_paths(root, manifest)
+        artifact = cls(root, manifest)
         if verify:
             artifact.verify()
         return artifact
 
     def verify(self) -> None:
+        check_paths(self.path, self.manifest)
         for name, expected in self.manifest.files.items():
             file = self.path / name
             if not file.is_file():
@@ -158,5 +162,11 @@ class Artifact:
         return self.manifest.output_names
 
     def config(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
+        path = self.path / "config.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"cannot read {path}: {exc}; re-export the artifact") from exc
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{path} holds {type(data).__name__}, not a JSON object; re-export the artifact")
         return data

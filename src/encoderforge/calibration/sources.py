@@ -3,7 +3,7 @@
     text file   one text per line (blank lines skipped); for pair heads (question-answering,
                 multiple-choice) a tab separates the parts: ``question<TAB>context`` or
                 ``prompt<TAB>choice 1<TAB>choice 2 ...``
-    JSONL       one JSON object per line with a ``text`` field (``--calibration-text-field`` to rename it);
+    JSONL       one JSON object per line with a ``text`` field (``text_field=`` in the API to read another);
                 pairs as ``text`` + ``text_pair`` or ``question`` + ``context``; choices as ``choices`` (list)
     iterable    strings, (first, second) tuples, or (prompt, [choices]) tuples
 
@@ -61,8 +61,8 @@ def _from_jsonl(path: Path, text_field: str) -> list[Any]:
                 item = first
         else:
             raise InputError(
-                f"{path}:{number}: no {text_field!r} field (keys: {sorted(record)}); add it or choose the field "
-                "with --calibration-text-field"
+                f"{path}:{number}: no {text_field!r} field (keys: {sorted(record)}); give every line a "
+                f"{text_field!r} field (the API's text_field= reads another one)"
             )
         items.append(_check_item(item, f"{path}:{number}"))
     return items

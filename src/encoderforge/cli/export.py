@@ -23,6 +23,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     config = ExportConfig(
         model=args.model, task=args.task, output=Path(args.output), exporter=args.exporter, opset=args.opset,
         tolerance=args.tolerance, force=args.force, trust_remote_code=args.trust_remote_code,
+        allow_untrained_head=args.allow_untrained_head,
         with_past=args.with_past, optimize=optimize,
     )
     artifact = export(config)
@@ -73,6 +74,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--tolerance", type=float, default=None, help="max abs diff vs PyTorch (default: family's, 1e-4)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom modeling code (off by default)")
+    p.add_argument("--allow-untrained-head", action="store_true",
+                   help="export even when the checkpoint has no weights for the head (random answers; recorded in "
+                        "the manifest as untrained_weights), e.g. for latency tests")
     p.add_argument("--with-past", action="store_true",
                    help="text-generation: also write model_with_past.onnx (past key/values in and out) for fast decoding")
     p.add_argument("--target", default=None,

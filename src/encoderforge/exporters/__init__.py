@@ -19,11 +19,12 @@ from typing import Any, Literal
 import onnx
 
 from encoderforge import __version__
-from encoderforge.artifact import Artifact, staging, write_manifest
+from encoderforge.artifact import Artifact, write_manifest
 from encoderforge.errors import ArtifactError
 from encoderforge.exporters.onnx_export import DYNAMO_OPSET, MIN_OPSET
 from encoderforge.manifest import EmbeddingSettings, Manifest, Precision, TokenizerSettings, WithPast
 from encoderforge.onnx_files import EXTERNAL_DATA_THRESHOLD, MODEL_FILE, value_table
+from encoderforge.staging import make_parent, output_lock, staging, terminating_cleanly
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class ExportConfig:
     tolerance: float | None = None  # None: the family's fp32 default (1e-4)
     force: bool = False
     trust_remote_code: bool = False
+    allow_untrained_head: bool = False  # export a head the checkpoint has no weights for (recorded in the manifest)
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
     with_past: bool = False  # text-generation: also write model_with_past.onnx (KV cache in/out)
     # Optional optimization right after export (the same as `encoderforge optimize`): None leaves the plain
@@ -127,8 +129,10 @@ def export(config: ExportConfig) -> Artifact:
     output = Path(config.output).expanduser().absolute()
     if output.exists() and not config.force:  # fail before minutes of export, not after
         raise ArtifactError(f"output {str(output)!r} already exists; pass --force to replace it or choose another path")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as scratch:
+    make_parent(output)
+    # The lock is held from the start, so a second export to `output` fails now, not after minutes of work.
+    with terminating_cleanly(), output_lock(output), \
+            tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as scratch:
         fp32 = _export_fp32(replace(config, output=Path(scratch) / "fp32", force=False, optimize=None))
         return optimize(OptimizeConfig(
             artifact=fp32.path, output=output, target=settings.target, precision=settings.precision,
@@ -146,7 +150,8 @@ def _export_fp32(config: ExportConfig) -> Artifact:
 
     started = time.perf_counter()
     _quiet_progress_bars()
-    ref = load_reference(config.model, config.task, trust_remote_code=config.trust_remote_code)
+    ref = load_reference(config.model, config.task, trust_remote_code=config.trust_remote_code,
+                         allow_untrained_head=config.allow_untrained_head)
     family, head = ref.family, ref.head
     exporter = family.exporter if config.exporter == "auto" else config.exporter
     tolerance = family.tolerance if config.tolerance is None else config.tolerance
@@ -189,6 +194,7 @@ def _export_fp32(config: ExportConfig) -> Artifact:
             versions=_versions(),
             with_past=with_past,
             export_seconds=round(time.perf_counter() - started, 2),
+            untrained_weights=ref.untrained,  # only with allow_untrained_head: the answers are noise, say so
         )
         write_manifest(stage, manifest)
     return Artifact.load(config.output)

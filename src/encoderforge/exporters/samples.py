@@ -71,6 +71,7 @@ def validation_cases(
             padding="max_length",
         )
         specials = _encode(tokenizer, [""] * n, [""] * n)
+    _check_real_tokens(tokenizer, {"padded-batch": padded, "max-length": longest})
     single = {key: value[:1, :1] for key, value in specials.items()}  # one special token, e.g. [CLS] / <s>
     if pairs is not None:
         single = {key: np.repeat(value, len(pairs[0]), axis=0) for key, value in single.items()}
@@ -81,3 +82,19 @@ def validation_cases(
         Case(f"max-length-{max_length}", longest),
     ]
     return [Case(c.name, _as_choices(_select(c.feed, input_names), head)) for c in cases]
+
+
+def _check_real_tokens(tokenizer: Any, cases: dict[str, dict[str, np.ndarray]]) -> None:
+    """Validation text must reach the model as more than special tokens (a tokenizer that maps every word to
+    padding, unknown or special ids validates nothing: every input would look the same)."""
+    from encoderforge.errors import ModelSourceError
+
+    specials = set(tokenizer.all_special_ids) | {tokenizer.pad_token_id, tokenizer.unk_token_id}
+    for name, encoded in cases.items():
+        for row, ids in enumerate(encoded["input_ids"]):
+            if not set(ids.tolist()) - specials:
+                raise ModelSourceError(
+                    f"the tokenizer turns validation text ({name}, row {row}) into special tokens only "
+                    f"({tokenizer.convert_ids_to_tokens(ids.tolist()[:4])}...): it has no real vocabulary; give "
+                    "the checkpoint its tokenizer files (tokenizer.json, or vocab.txt / vocab.json + merges.txt / *.model)"
+                )

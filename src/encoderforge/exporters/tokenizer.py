@@ -22,7 +22,24 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False) -> Any:
     if not getattr(tokenizer, "is_fast", False):
         raise ModelSourceError(f"tokenizer of {source!r} has no fast (tokenizers) version; it cannot be exported")
     _repair_special_template(tokenizer)
+    check_vocabulary(tokenizer, source)
     return tokenizer
+
+
+MIN_REAL_TOKENS = 10  # a vocabulary with fewer non-special tokens cannot tell texts apart
+
+
+def check_vocabulary(tokenizer: Any, source: str) -> None:
+    """Refuse a tokenizer whose vocabulary collapses to its special tokens: transformers builds one (e.g. 5
+    tokens) for a checkpoint without tokenizer files, and then every text becomes `<s></s>`."""
+    size = len(tokenizer)
+    real = size - len(set(tokenizer.all_special_ids))
+    if real < MIN_REAL_TOKENS:
+        raise ModelSourceError(
+            f"the tokenizer of {source!r} has {size} tokens, {max(real, 0)} of them not special: the checkpoint has "
+            "no tokenizer files, so every text would become special tokens only; add tokenizer.json (or vocab.txt / "
+            "vocab.json + merges.txt / *.model) to the model directory"
+        )
 
 
 def _repair_special_template(tokenizer: Any) -> None:

@@ -23,13 +23,14 @@ from typing import Any
 
 import onnx
 
-from encoderforge.artifact import MANIFEST, Artifact, staging, write_manifest
+from encoderforge.artifact import MANIFEST, Artifact, write_manifest
 from encoderforge.errors import ArtifactError, InputError, ValidationError
 from encoderforge.graph_passes.base import PASSES, GraphPass, PassContext, PassResult
 from encoderforge.graph_passes.options import check_keys
 from encoderforge.graph_passes.pipelines import PASS_PIPELINES, PRECISIONS, TARGETS, pipeline, resolve
 from encoderforge.manifest import OptimizedFrom, Precision, Target
 from encoderforge.onnx_files import DATA_FILE, MODEL_FILE, needs_external_data, save_graph, value_table
+from encoderforge.staging import staging
 
 __all__ = [
     "DEFAULT_MAX_DROP",
@@ -79,7 +80,11 @@ def _check(config: OptimizeConfig) -> tuple[str, ...]:
         raise InputError(f"max accuracy drop {config.max_accuracy_drop!r} is out of range; pass a value in [0, 1], "
                          "e.g. 0.01")
     if config.calibration_data is not None and not Path(config.calibration_data).expanduser().is_file():
-        raise InputError(f"calibration data {str(config.calibration_data)!r} does not exist; pass a text or JSONL file")
+        what = "is a directory" if Path(config.calibration_data).expanduser().is_dir() else "does not exist"
+        raise InputError(f"calibration data {str(config.calibration_data)!r} {what}; pass a text or JSONL file")
+    samples = config.calibration_samples
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise InputError(f"calibration samples {samples!r} must be an int >= 1 (leave it out for the pass's default)")
     output = Path(config.output).expanduser().absolute()
     if output.exists() and not config.force:
         raise ArtifactError(f"output {str(output)!r} already exists; pass --force to replace it or choose another path")

@@ -84,6 +84,7 @@ class Manifest:
     optimize_seconds: float | None = None
     engines: tuple[EngineEntry, ...] = ()  # TensorRT engines built for this graph (build-engine)
     backends: tuple[str, ...] = ()  # runtime backends known to load this graph; empty: unknown (derive)
+    untrained_weights: tuple[str, ...] = ()  # head weights transformers initialised (export --allow-untrained-head)
 
     @classmethod
     def from_json(cls, data: object, *, source: str = "manifest.json") -> Manifest:
@@ -116,6 +117,7 @@ class Manifest:
             optimized_from=None if origin is None else OptimizedFrom.read(r.sub("optimized_from")),
             optimize_seconds=r.opt_float("optimize_seconds"),
             engines=r.records("engines", EngineEntry.read, "a list of engine entries"), backends=r.strs("backends"),
+            untrained_weights=r.strs("untrained_weights"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -135,7 +137,7 @@ class Manifest:
             "optimized_from": None if self.optimized_from is None else {
                 "path": self.optimized_from.path, "model_sha256": self.optimized_from.model_sha256},
             "optimize_seconds": self.optimize_seconds, "engines": [e.to_json() for e in self.engines],
-            "backends": list(self.backends),
+            "backends": list(self.backends), "untrained_weights": list(self.untrained_weights),
             "files": {name: {"sha256": f.sha256, "bytes": f.bytes} for name, f in self.files.items()},
         }
         return data

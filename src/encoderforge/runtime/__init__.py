@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from encoderforge.artifact import Artifact
-from encoderforge.errors import UnsupportedError
+from encoderforge.errors import InputError, UnsupportedError
 from encoderforge.manifest import EngineEntry
 from encoderforge.runtime.backends import BACKENDS, get_backend
 from encoderforge.runtime.pipelines import PIPELINES
@@ -64,12 +64,19 @@ def _usable_engine(artifact: Artifact | None) -> EngineEntry | None:
 
 
 def load(path: str | Path, *, device: Device = "auto", backend: str | None = None, verify: bool = True,
-         **backend_options: Any) -> Pipeline:
-    """Load an artifact as its task's pipeline; `backend_options` go to the backend (e.g. intra_op_threads)."""
+         max_chars: int | None = None, **backend_options: Any) -> Pipeline:
+    """Load an artifact as its task's pipeline; `backend_options` go to the backend (e.g. intra_op_threads).
+    `max_chars`: characters per text the pipeline accepts (default 1,000,000), checked before tokenizing.
+    The pipeline (and encode()) may be called from many threads at once."""
+    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
+        raise InputError(f"max_chars must be a positive int (characters per text), got {max_chars!r}")
     artifact = Artifact.load(path, verify=verify)
     name, engine = _choose(device, backend, artifact)
     if engine is not None and "engine" not in backend_options:  # found above: no second lookup
         backend_options = {**backend_options, "engine": str(artifact.path / engine.file)}
     session = get_backend(name).load(artifact, **backend_options)
     log.info("%s: task %s on %s", artifact.path, artifact.task, name)
-    return PIPELINES.get(artifact.task)(artifact, session)
+    pipe = PIPELINES.get(artifact.task)(artifact, session)
+    if max_chars is not None:
+        pipe.tokenizer.max_chars = max_chars
+    return pipe

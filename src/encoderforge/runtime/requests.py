@@ -43,10 +43,31 @@ def json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _same_file(first: str, second: str) -> bool:
+    a, b = Path(first).expanduser(), Path(second).expanduser()
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _write_output(output: str, text: str) -> None:
+    try:
+        Path(output).expanduser().write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write --output {output!r}: {exc.strerror or exc}; choose a file in an existing "
+                         "directory you can write to") from exc
+
+
 def run_requests(config: RunConfig) -> int:
     """Answer one request or a JSONL file; return the exit status (1 when a line failed)."""
     options = dict(config.options)
     single = dict(config.single)
+    if isinstance(config.batch_size, bool) or not isinstance(config.batch_size, int) or config.batch_size < 1:
+        raise InputError(f"--batch-size must be a positive int, got {config.batch_size!r}")
+    if config.input is not None and config.output is not None and _same_file(config.input, config.output):
+        raise InputError(f"--output {config.output!r} is the --input file; write the results to another file "
+                         "(the input would be overwritten)")
     pipe = load(config.artifact, device=config.device, verify=config.verify)
     contract = pipe.contract
     embed = contract.result == "embedding" and not config.per_token
@@ -75,7 +96,7 @@ def run_requests(config: RunConfig) -> int:
                              "or --input FILE.jsonl")
         text = json.dumps(answer(single), ensure_ascii=False, default=json_default)
         if config.output:
-            Path(config.output).write_text(text + "\n", encoding="utf-8")
+            _write_output(config.output, text + "\n")
         else:
             print(text)
         return 0
@@ -111,7 +132,7 @@ def run_requests(config: RunConfig) -> int:
             requests.append(json.loads(line))
         except json.JSONDecodeError as exc:
             requests.append(InputError(f"line {number} is not JSON: {exc}"))
-    size = max(1, config.batch_size)
+    size = config.batch_size
     for start in range(0, len(requests), size):
         chunk = list(range(start, min(start + size, len(requests))))
         texts = [requests[i] for i in chunk]
@@ -137,7 +158,7 @@ def run_requests(config: RunConfig) -> int:
     close()
     text = "".join(json.dumps(r, ensure_ascii=False, default=json_default) + "\n" for r in results)
     if config.output:
-        Path(config.output).write_text(text, encoding="utf-8")
+        _write_output(config.output, text)
         print(f"wrote {len(results)} results to {config.output}" + (f" ({errors} failed)" if errors else ""),
               file=sys.stderr)
     else:

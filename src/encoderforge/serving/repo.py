@@ -20,6 +20,7 @@ backend alone, which the tritonserver shipped in nvidia-pytriton can load (see `
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from typing import Any, Literal
 from encoderforge.artifact import Artifact
 from encoderforge.errors import UnsupportedError
 from encoderforge.serving.tasks import ServingError, TaskIO, task_io
+from encoderforge.staging import publish_modes
 
 Variant = Literal["onnxruntime", "python"]
 _TYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "float16": "TYPE_FP16",
@@ -166,6 +168,9 @@ def write_repository(config: RepoConfig) -> list[Path]:
     """Write the ensemble and its three models into `config.output`; return the model directories."""
     artifact = Artifact.load(config.artifact)
     name = config.name or Path(config.artifact).resolve().name
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or ".." in name:
+        raise ServingError(f"model name {name!r} is not a plain directory name (letters, digits, '_', '-', '.'; "
+                           "no '/' or '..'); pass another --name")
     configs = model_configs(artifact, config, name)
     output = Path(config.output)
     existing = [n for n in configs if (output / n).exists()]
@@ -187,6 +192,7 @@ def write_repository(config: RepoConfig) -> list[Path]:
             elif role != "ensemble":
                 (version / "model.py").write_text(MODEL_PY, encoding="utf-8")
                 _copy_artifact(artifact, version / "artifact", with_graph=role == "model")
+            publish_modes(stage)  # mkdtemp makes it 0700: Triton's account must read it
             if (output / model).exists():
                 shutil.rmtree(output / model)
             os.replace(stage, output / model)

@@ -13,7 +13,7 @@ from tokenizers import Encoding
 from typing_extensions import Self
 
 from encoderforge.artifact import Artifact
-from encoderforge.errors import InputError, UnsupportedError
+from encoderforge.errors import ArtifactError, InputError, UnsupportedError
 from encoderforge.runtime.backends import Session
 from encoderforge.runtime.batching import length_batches
 from encoderforge.tokenization import ArtifactTokenizer
@@ -64,6 +64,7 @@ class Pipeline:
         self.session = session
         self.tokenizer = ArtifactTokenizer.from_artifact(artifact)
         self.config: dict[str, Any] = artifact.config()
+        check_graph(artifact, session, self.tokenizer)
         self._per_token = {spec.name for spec in artifact.manifest.outputs if spec.per_token}
 
     def __repr__(self) -> str:
@@ -83,6 +84,11 @@ class Pipeline:
     ) -> list[dict[str, np.ndarray]]:
         """Run encodings in length-sorted batches; return one dict of outputs per encoding, in input order.
         Per-token outputs are trimmed to the encoding's own length (no padding rows)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or max_tokens < 1):
+            raise InputError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
         results: list[dict[str, np.ndarray]] = [{} for _ in encodings]
         lengths = [len(e.ids) for e in encodings]
         # Padding-sensitive models (ConvBERT, see FamilySpec) batch texts of one length only, so results equal
@@ -107,6 +113,32 @@ class Pipeline:
         raise UnsupportedError(
             f"encode() needs a feature-extraction (embed) artifact; {str(self.artifact.path)!r} is a "
             f"{self.task or self.artifact.task} artifact: call the pipeline itself instead"
+        )
+
+
+def check_graph(artifact: Artifact, session: Session, tokenizer: ArtifactTokenizer) -> None:
+    """What the task's post-processing and the graph's embedding need, checked at load time instead of
+    failing at call time: the head's outputs are graph outputs, and no token id is past the vocabulary."""
+    from encoderforge.tasks import task_head
+
+    try:
+        head = task_head(artifact.task)
+    except KeyError as exc:
+        raise ArtifactError(f"{artifact.path}: manifest task {artifact.task!r} is unknown; re-export the artifact") \
+            from exc
+    graph_outputs = {t.name for t in session.outputs()}
+    missing = [o.name for o in head.outputs if o.name not in graph_outputs]
+    if missing:
+        raise ArtifactError(
+            f"{artifact.path}: manifest task {artifact.task!r} needs graph output(s) {', '.join(missing)}, but the "
+            f"graph has {', '.join(sorted(graph_outputs))}; the manifest does not match the graph: re-export it"
+        )
+    vocab = artifact.config().get("vocab_size")
+    tokens = tokenizer.tokenizer.get_vocab_size(with_added_tokens=True)
+    if isinstance(vocab, int) and not isinstance(vocab, bool) and tokens > vocab:
+        raise ArtifactError(
+            f"{artifact.path}: the tokenizer has {tokens} tokens but the model's vocabulary (config.json vocab_size) "
+            f"is {vocab}; ids past it cannot be embedded: the tokenizer does not belong to this graph, re-export it"
         )
 
 

@@ -36,6 +36,7 @@ from encoderforge.runtime.pipelines.qa_spans import SpanOptions, allowed_tokens,
 
 DEFAULT_MAX_SEQ_LEN = 384
 DEFAULT_MAX_STRIDE = 128
+_PROBE_CHARS = 2000  # enough of a context to see that it has tokens, without tokenizing all of it
 
 
 def _examples(args: tuple[Any, ...], question: Any, context: Any) -> list[tuple[str, str]]:
@@ -140,6 +141,7 @@ class QuestionAnsweringPipeline(Pipeline):
         max_question_len = _positive_int(max_question_len, "max_question_len")
         batch_size = _positive_int(batch_size, "batch_size")
 
+        self.tokenizer.check(pairs)  # the size cap, before any tokenization
         pairs = [self._fit_question(q, c, max_seq_len, doc_stride, max_question_len) for q, c in pairs]
         encoded = self.tokenizer.encode(pairs, max_length=max_seq_len, truncation="only_second", stride=doc_stride)
         chunks: list[list[Encoding]] = [[e, *e.overflowing] for e in encoded]
@@ -161,12 +163,15 @@ class QuestionAnsweringPipeline(Pipeline):
         stride + 1 tokens per chunk (tokenizers panics): cut the question to max_question_len tokens then,
         and raise InputError if even that does not leave room."""
         tokenizer = self.tokenizer.tokenizer
-        context_tokens = len(tokenizer.encode(context, add_special_tokens=False).ids)
-        if context_tokens == 0:
+        head = tokenizer.encode(context[:_PROBE_CHARS], add_special_tokens=False).ids  # not the whole context
+        if not head and (len(context) <= _PROBE_CHARS or not tokenizer.encode(context, add_special_tokens=False).ids):
             raise InputError(f"context {context!r:.40} has no tokens for this tokenizer; pass text to search")
         asked = tokenizer.encode(question, add_special_tokens=False)
         room = max_seq_len - self.pair_specials - len(asked.ids)
-        if room >= context_tokens or room > stride:
+        if room > stride:
+            return question, context
+        context_tokens = len(tokenizer.encode(context, add_special_tokens=False).ids)
+        if room >= context_tokens:
             return question, context
         if len(asked.ids) > max_question_len:
             cut = question[: asked.offsets[max_question_len - 1][1]]

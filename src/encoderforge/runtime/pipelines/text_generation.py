@@ -23,6 +23,7 @@ prompt plus max_new_tokens beyond the model's max length) is an InputError that 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
@@ -69,6 +70,7 @@ class TextGenerationPipeline(Pipeline):
         self.eos_ids = frozenset([] if eos is None else [int(e) for e in (eos if isinstance(eos, list) else [eos])])
         self.with_past: WithPast | None = self.artifact.manifest.with_past
         self._past_session: Session | None = None
+        self._past_lock = threading.Lock()  # threads share one lazily loaded KV-cache session
         self._clean_up = clean_up_spaces(self.artifact)
 
     def close(self) -> None:
@@ -96,6 +98,7 @@ class TextGenerationPipeline(Pipeline):
         prompts, single = text_batch(one_of(inputs, text), name="text")
         results: list[list[dict[str, Any]]] = []
         for prompt in prompts:
+            self.tokenizer.check([prompt])  # the size cap, before tokenizing
             ids = self.tokenizer.tokenizer.encode(prompt, add_special_tokens=add_special_tokens).ids
             sequence = self.generate_ids(ids, max_new_tokens=max_new_tokens, use_cache=use_cache)
             if return_tensors:
@@ -178,6 +181,10 @@ class TextGenerationPipeline(Pipeline):
         return feed
 
     def _cache_session(self) -> Session:
+        with self._past_lock:
+            return self._load_cache_session()
+
+    def _load_cache_session(self) -> Session:
         if self._past_session is None:
             assert self.with_past is not None
             graph = self.with_past.model_file
