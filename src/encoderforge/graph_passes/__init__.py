@@ -28,6 +28,7 @@ from encoderforge.errors import ArtifactError, InputError, ValidationError
 from encoderforge.graph_passes.base import PASSES, GraphPass, PassContext, PassResult
 from encoderforge.graph_passes.pipelines import PIPELINES, PRECISIONS, TARGETS, pipeline, resolve
 from encoderforge.onnx_files import DATA_FILE, MODEL_FILE, needs_external_data, save_graph, value_table
+from encoderforge.runtime.backends.compat import engines_for
 
 __all__ = [
     "DEFAULT_MAX_DROP",
@@ -161,6 +162,7 @@ def _write(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, res
             "outputs": value_table(model.graph.output),
             "precision": config.precision,
             "target": config.target,
+            "engines": engines_for(model),  # the backends that can load this graph (compat.py)
             "passes": [*source.manifest.get("passes", []), *(r.as_manifest() for r in results)],
             "fusion_shortfalls": shortfalls,
             "fidelity": fidelity,

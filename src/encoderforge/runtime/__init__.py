@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from encoderforge.artifact import Artifact
 from encoderforge.errors import UnsupportedError
-from encoderforge.runtime.backends import BACKENDS, get_backend
+from encoderforge.runtime.backends import BACKENDS, Session, get_backend
 from encoderforge.runtime.pipelines import PIPELINES
 from encoderforge.runtime.pipelines.base import Pipeline
 
@@ -61,6 +61,12 @@ def load(path: str | Path, *, device: Device = "auto", backend: str | None = Non
     """Load an artifact as its task's pipeline; `backend_options` go to the backend (e.g. intra_op_threads)."""
     artifact = Artifact.load(path, verify=verify)
     name = choose_backend(device, backend, artifact)
-    session = get_backend(name).load(str(artifact.model_path), **backend_options)
+    session: Session
+    if name == "openvino":  # takes the Artifact (issue 11 moves every backend to that signature)
+        from encoderforge.runtime.backends.openvino import OpenVinoBackend
+
+        session = OpenVinoBackend().load(artifact, **backend_options)
+    else:
+        session = get_backend(name).load(str(artifact.model_path), **backend_options)
     log.info("%s: task %s on %s", artifact.path, artifact.task, name)
     return PIPELINES.get(artifact.task)(artifact, session)
