@@ -30,6 +30,7 @@ from encoderforge.graph_passes.options import check_keys
 from encoderforge.graph_passes.pipelines import PASS_PIPELINES, PRECISIONS, TARGETS, pipeline, resolve
 from encoderforge.manifest import OptimizedFrom, Precision, Target
 from encoderforge.onnx_files import DATA_FILE, MODEL_FILE, needs_external_data, save_graph, value_table
+from encoderforge.runtime.backends.compat import engines_for
 from encoderforge.staging import staging
 
 __all__ = [
@@ -167,6 +168,7 @@ def _write(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, res
             outputs=value_table(model.graph.output),
             precision=Precision(config.precision),
             target=Target(config.target),
+            backends=tuple(engines_for(model)),  # the backends that can load this graph (compat.py)
             passes=(*source.manifest.passes, *(r.record() for r in results)),
             fusion_shortfalls=shortfalls,
             fidelity=fidelity,

@@ -63,6 +63,10 @@ class StaticInt8Options(CalibrationOptions):
     smooth_quant_alpha: float | None = None
     calibration_percentile: float | None = None  # None: 99.999
     nodes_to_exclude: tuple[str, ...] = ()
+    # None: the target's rule set decides (quantize_static.QuantRules)
+    activation_type: str | None = None  # "int8" | "uint8"
+    constant_weights_only: bool | None = None  # quantize only MatMuls with a constant weight
+    dedicated_dequantize: bool | None = None  # one DequantizeLinear per consumer (ORT node units)
 
 
 # Which passes take options (the others take none), by pass name: known without importing the passes.

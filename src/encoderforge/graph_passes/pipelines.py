@@ -12,6 +12,10 @@ Chosen by measurement (benchmarks/passes_cpu.py, numbers in benchmarks/results/)
   parity with ORT's quantize_dynamic, 0.92-1.07x, with better SQNR; conv-bert-base: 0.65-0.71x of it,
   because convolutions and the activation x activation products of the dynamic convolution stay fp32
   instead of going through ConvInteger).
+- cpu int8-static: the QDQ pass alone, with its cpu rule set (uint8 activations x int8 weights, a DQ per
+  consumer, constant-weight MatMuls only: every unit becomes MatMulIntegerToFloat). roberta-base, 1 thread:
+  1.01x int8-dynamic's time at b1, 1.09x at b8 (the old rules: 2.0x / 1.56x); standard ops only, so the same
+  graph also runs on OpenVINO (0.79x / 0.76x of int8-dynamic on ORT). Numbers: benchmarks/results/int8_cpu_engines.md.
 - cuda: attention fusion + ORT's offline fusions (contrib CUDA kernels); fp16 and int8-static via their passes.
 - tensorrt: no com.microsoft contrib ops (TensorRT cannot parse them): only the precision pass, which
   writes a strongly typed fp16 graph or explicit QDQ placed by TensorRT's rules.

@@ -7,9 +7,11 @@ accuracy-budget sweep (`encoderforge.calibration.sensitivity`) re-quantizes with
 
 Two rule sets decide where Q/DQ pairs go, chosen by target:
 
-CPU (``cpu``, ``cuda``): onnxruntime's QDQ placement on MatMul / Gemm / Conv inputs; int8 weights,
-    symmetric, per channel on the output-channel axis; int8 activations, asymmetric (zero point from the
-    calibrated range). onnxruntime fuses DQ -> MatMul -> into its integer kernels.
+CPU (``cpu``): Q/DQ on the inputs of MatMul nodes with a constant weight (Conv / Gemm stay fp32); int8 weights,
+    symmetric, per channel on the output-channel axis; uint8 activations, asymmetric (zero point from the
+    calibrated range); one DequantizeLinear per consumer, so that onnxruntime fuses every unit into
+    MatMulIntegerToFloat (see `qdq_cpu.py` for why the shared pair ran at fp32 speed). CUDA (``cuda``):
+    onnxruntime's placement as it is (int8 activations, one shared pair per tensor).
 
 TensorRT (``tensorrt``), for TensorRT's explicit quantization (it takes the graph's Q/DQ as the truth and
     builds INT8 layers exactly where they are):
@@ -47,6 +49,7 @@ from encoderforge.errors import ValidationError
 from encoderforge.graph_passes._graph import GraphIndex
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.options import StaticInt8Options
+from encoderforge.graph_passes.qdq_cpu import constant_weight_nodes, dedicate_dequantize
 from encoderforge.onnx_files import LARGE_GRAPH_BYTES
 
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
@@ -58,15 +61,25 @@ class QuantRules:
     op_types: tuple[str, ...]
     activation_symmetric: bool
     extra_options: dict[str, Any] = field(default_factory=dict)
+    activation_type: str = "int8"  # int8 | uint8
+    constant_weights_only: bool = False  # leave activation x activation MatMuls in fp32
+    dedicated_dequantize: bool = False  # one DequantizeLinear per consumer (qdq_cpu.py)
 
 
-CPU_RULES = QuantRules("cpu", QUANTIZED_OPS, activation_symmetric=False)
+# CPU: uint8 activations x int8 weights (VNNI's u8 x s8 dot product, MLAS's fastest path), only MatMuls with a
+# constant weight, a DequantizeLinear per consumer so that ORT fuses every unit into MatMulIntegerToFloat.
+# Conv / Gemm stay fp32: onnxruntime fuses DQ -> Conv / Gemm only with a Q after them (QLinearConv, QGemm), and
+# without one it dequantizes their weights at every call.
+CPU_RULES = QuantRules("cpu", ("MatMul",), activation_symmetric=False, activation_type="uint8",
+                       constant_weights_only=True, dedicated_dequantize=True)
+# CUDA: onnxruntime's QDQ placement as it is (int8 activations, one shared pair per tensor).
+CUDA_RULES = QuantRules("cuda", QUANTIZED_OPS, activation_symmetric=False)
 TENSORRT_RULES = QuantRules("tensorrt", QUANTIZED_OPS, activation_symmetric=True,
                             extra_options={"DedicatedQDQPair": True})
 
 
 def rules_for(target: str) -> QuantRules:
-    return TENSORRT_RULES if target == "tensorrt" else CPU_RULES
+    return {"tensorrt": TENSORRT_RULES, "cuda": CUDA_RULES}.get(target, CPU_RULES)
 
 
 def _weight_axis(node: onnx.NodeProto, input_index: int) -> int:
@@ -215,6 +228,13 @@ class StaticInt8Pass:
         if method_name == "percentile":
             extra["CalibPercentile"] = float(options.calibration_percentile or 99.999)
         always_excluded = list(options.nodes_to_exclude or [])
+        activation_type = options.activation_type or rules.activation_type
+        if activation_type not in ("int8", "uint8"):
+            raise ValidationError(f"unknown activation_type {activation_type!r}; choose int8 or uint8")
+        weights_only = rules.constant_weights_only if options.constant_weights_only is None else options.constant_weights_only
+        if weights_only:
+            always_excluded += constant_weight_nodes(work, rules.op_types)[1]
+        dedicated = rules.dedicated_dequantize if options.dedicated_dequantize is None else options.dedicated_dequantize
         runs = [0]
 
         def quantize(exclude: list[str]) -> onnx.ModelProto:
@@ -225,7 +245,8 @@ class StaticInt8Pass:
                 quantize_static(
                     str(source), str(out), feed_reader(feeds, input_names, desc=f"calibrating ({method_name})"),
                     quant_format=QuantFormat.QDQ, op_types_to_quantize=list(rules.op_types), per_channel=True,
-                    reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    reduce_range=False, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
                     nodes_to_exclude=[*always_excluded, *exclude], calibrate_method=method, extra_options=dict(extra),
                     calibration_cache_path=str(cache), use_external_data_format=big,
                 )
@@ -233,9 +254,12 @@ class StaticInt8Pass:
                 logging.getLogger().disabled = was
             quantized = onnx.load(str(out))
             detach_non_quantized_consumers(quantized)
+            if dedicated:
+                dedicate_dequantize(quantized)
             return quantized
 
-        notes = [f"rules: {rules.name}", f"calibration: {method_name}, {len(feeds)} samples"]
+        notes = [f"rules: {rules.name}", f"calibration: {method_name}, {len(feeds)} samples",
+                 f"activations: {activation_type}"]
         if smoothed:
             notes.append(f"smoothquant alpha {alpha}: {smoothed} activations smoothed")
         manifest_sweep: dict[str, Any] | None = None

@@ -22,4 +22,5 @@ def get_backend(name: str) -> Backend:
 # Importing registers them (one line per backend).
 from encoderforge.runtime.backends import onnxruntime as _onnxruntime  # noqa: F401
 from encoderforge.runtime.backends import onnxruntime_cuda as _onnxruntime_cuda  # noqa: F401
+from encoderforge.runtime.backends import openvino as _openvino  # noqa: F401
 from encoderforge.runtime.backends import tensorrt as _tensorrt  # noqa: F401

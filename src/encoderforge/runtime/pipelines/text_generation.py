@@ -188,8 +188,10 @@ class TextGenerationPipeline(Pipeline):
         if self._past_session is None:
             assert self.with_past is not None
             graph = self.with_past.model_file
-            # The cache graph runs on onnxruntime on the same device (a TensorRT engine covers model.onnx only).
-            backend = self.session.backend if self.session.backend.startswith("onnxruntime") else "onnxruntime-cuda"
+            # The cache graph runs on the same engine and device (a TensorRT engine covers model.onnx only:
+            # there it runs on onnxruntime-cuda).
+            same = self.session.backend.startswith("onnxruntime") or self.session.backend == "openvino"
+            backend = self.session.backend if same else "onnxruntime-cuda"
             self._past_session = get_backend(backend).load(self.artifact, graph=graph)
             log.info("loaded the KV-cache graph %s on %s", self.artifact.path / graph, backend)
         return self._past_session
