@@ -3,7 +3,7 @@ runs through the task's pipeline.
 
 Every input is a BYTES tensor holding one UTF-8 text per row. Outputs are JSON-friendly: embeddings as an FP32
 vector per row (`embedding`), every other task as one JSON document per row (`result`, BYTES), the same value
-the pipeline returns in Python. Shared by `serve` (PyTriton), the Python-backend Triton repository and `batch`.
+the pipeline returns in Python. Shared by `serve` (Ray Serve), the Python-backend Triton repository and `batch`.
 """
 
 from __future__ import annotations
@@ -72,6 +72,13 @@ def _run_text(pipeline: Any, rows: Rows) -> list[dict[str, np.ndarray]]:
     return _json_rows(_as_list(pipeline(list(texts)), len(texts), unwraps_single=False))
 
 
+def _run_fill_mask(pipeline: Any, rows: Rows) -> list[dict[str, np.ndarray]]:
+    texts = rows["text"]
+    results = pipeline(list(texts))
+    # fill-mask answers a one-text list unwrapped (its top_k candidates), as transformers does
+    return _json_rows([results] if len(texts) == 1 else _as_list(results, len(texts), unwraps_single=False))
+
+
 def _run_qa(pipeline: Any, rows: Rows) -> list[dict[str, np.ndarray]]:
     questions, contexts = rows["question"], rows["context"]
     results = pipeline(question=list(questions), context=list(contexts))
@@ -84,7 +91,7 @@ TASK_IO: dict[str, TaskIO] = {
                                  _run_embed),
     "text-classification": TaskIO("text-classification", ("text",), _RESULT, _run_text),
     "token-classification": TaskIO("token-classification", ("text",), _RESULT, _run_text),
-    "fill-mask": TaskIO("fill-mask", ("text",), _RESULT, _run_text),
+    "fill-mask": TaskIO("fill-mask", ("text",), _RESULT, _run_fill_mask),
     "question-answering": TaskIO("question-answering", ("question", "context"), _RESULT, _run_qa),
 }
 
