@@ -1,9 +1,10 @@
 """Served vs in-process throughput of `encoderforge serve`, and its reliability, on loopback (every loop bounded).
 
-    python benchmarks/serving_load.py --model minilm=out/minilm --model cls=out/rb-cls [--requests 1000]
+    python benchmarks/serving_load.py --model minilm=out/minilm --model cls=out/rb-cls@300 [--requests 1000]
         [--clients 64] [--burst 1000] [--soak-seconds 300] [--output benchmarks/results/serving_load.json]
 
 Per model, in one run on the same sentences (one sentence per request, lengths mixed):
+(1 and 2 alternate for --rounds rounds; the ratio is total in-process time / total served time)
 1. in process: the runtime on all sentences at once (`encode(texts, batch_size=32)` for embeddings, the pipeline
    call otherwise), with the server's thread count;
 2. served: `encoderforge serve` in a subprocess, --clients concurrent HTTP clients (KServe v2 JSON) sending
@@ -76,27 +77,31 @@ def v2_body(text: str, name: str = "text") -> bytes:
     return json.dumps({"inputs": [{"name": name, "shape": [1, 1], "datatype": "BYTES", "data": [text]}]}).encode()
 
 
-def in_process(path: str, texts: list[str], threads: int) -> dict[str, Any]:
-    import encoderforge
-
-    pipeline = encoderforge.load(path, device="cpu", intra_op_threads=threads)
-    run = (lambda t: pipeline.encode(t, batch_size=32)) if pipeline.task == "feature-extraction" else \
-        (lambda t: pipeline(t, batch_size=32))
-    run(texts[:64])  # warm-up
+def in_process(pipeline: Any, texts: list[str]) -> dict[str, Any]:
+    """The runtime on all the sentences at once, as a user would call it (it sorts them into length batches)."""
     start = time.perf_counter()
-    run(texts)
+    if pipeline.task == "feature-extraction":
+        pipeline.encode(texts, batch_size=32)
+    else:
+        pipeline(texts, batch_size=32)
     wall = time.perf_counter() - start
-    pipeline.close()
     return {"sentences": len(texts), "wall_s": round(wall, 2), "sentences_per_s": round(len(texts) / wall, 1)}
+
+
+ERRORS: list[str] = []  # the first few client-side failures, for the record
 
 
 async def _one(session: Any, url: str, payload: bytes) -> tuple[int, float]:
     start = time.perf_counter()
     try:
         async with session.post(url, data=payload, headers={"Content-Type": "application/json"}) as response:
-            await response.read()
+            body = await response.read()
+            if response.status != 200 and len(ERRORS) < 5:
+                ERRORS.append(f"{response.status}: {body[:160]!r}")
             return response.status, time.perf_counter() - start
-    except Exception:  # noqa: BLE001 - counted as an error, never raised
+    except Exception as exc:  # noqa: BLE001 - counted as an error, never raised
+        if len(ERRORS) < 5:
+            ERRORS.append(f"{type(exc).__name__}: {str(exc)[:160]}")
         return -1, time.perf_counter() - start
 
 
@@ -127,7 +132,7 @@ def summarize(results: list[tuple[int, float]], wall: float, **extra: Any) -> di
     statuses: dict[str, int] = {}
     for status, _ in results:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
-    return {**extra, "requests": len(results), "errors": sum(1 for r in results if r[0] != 200),
+    return {**extra, "error_samples": list(ERRORS), "requests": len(results), "errors": sum(1 for r in results if r[0] != 200),
             "statuses": statuses, "wall_s": round(wall, 2), "requests_per_s": round(len(results) / wall, 1),
             "p50_ms": round(float(np.percentile(latencies, 50)), 1),
             "p99_ms": round(float(np.percentile(latencies, 99)), 1), "max_ms": round(float(latencies.max()), 1)}
@@ -215,7 +220,8 @@ async def drain(url: str, texts: list[str], server: subprocess.Popen[bytes]) -> 
 def start_server(specs: list[str], port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "encoderforge.cli", "serve", *specs, "--host", HOST, "--http-port", str(port),
                "--threads", str(args.threads), "--max-batch", str(args.max_batch),
-               "--max-queue-delay-ms", str(args.max_queue_delay_ms), "--replicas", str(args.replicas)]
+               "--max-queue-delay-ms", str(args.max_queue_delay_ms), "--replicas", str(args.replicas),
+               "--request-timeout-s", "600"]  # the burst queues all its requests at once
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -235,44 +241,64 @@ def wait_ready(base: str, server: subprocess.Popen[bytes], timeout_s: float = 30
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--model", action="append", required=True, help="NAME=ARTIFACT (repeatable)")
+    parser.add_argument("--model", action="append", required=True,
+                        help="NAME=ARTIFACT[@REQUESTS] (repeatable; REQUESTS defaults to --requests)")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--burst", type=int, default=1000, help="requests in flight at once (first model)")
     parser.add_argument("--soak-seconds", type=float, default=0, help="0: no soak")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2, help="in-process / served rounds per model, alternating")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-queue-delay-ms", type=float, default=5)
     parser.add_argument("--output", default="benchmarks/results/serving_load.json")
     args = parser.parse_args()
 
     texts = sentences(args.requests)
-    models = [spec.split("=", 1) for spec in args.model]
+    models, counts = [], {}
+    for spec in args.model:
+        name, _, rest = spec.partition("=")
+        path, _, count = rest.partition("@")
+        models.append((name, path))
+        counts[name] = int(count) if count else args.requests
     port = free_port()
     base = f"http://{HOST}:{port}"
     results: dict[str, Any] = {
         "note": "loopback; client and server share the machine's cores with each other (and, where this ran, "
                 "with other jobs): compare served with in-process of the same run, not across machines",
         "fingerprint": fingerprint({name: {"path": path} for name, path in models}, threads=args.threads),
-        "settings": {k: getattr(args, k) for k in ("requests", "clients", "burst", "soak_seconds", "threads",
+        "settings": {k: getattr(args, k) for k in ("requests", "rounds", "clients", "burst", "soak_seconds", "threads",
                                                    "replicas", "max_batch", "max_queue_delay_ms")},
         "models": {},
     }
-    for name, path in models:
-        results["models"][name] = {"in_process": in_process(path, texts, args.threads)}
-        print(name, "in process", json.dumps(results["models"][name]["in_process"]), flush=True)
+    import encoderforge
+
     server = start_server([f"{n}={p}" for n, p in models], port, args)
     try:
         results["startup_s"] = wait_ready(base, server)
-        for name, _ in models:
+        for name, path in models:
+            # Rounds alternate in-process and served runs, so that load from other jobs hits both alike.
+            pipeline = encoderforge.load(path, device="cpu", intra_op_threads=args.threads)
+            in_process(pipeline, texts[:64])  # warm-up
             url = f"{base}/v2/models/{name}/infer"
             asyncio.run(closed_loop(url, texts, 2 * args.clients, args.clients, 120))  # warm-up
-            served = asyncio.run(closed_loop(url, texts, args.requests, args.clients, 600))
-            entry = results["models"][name]
-            entry["served"] = served
-            entry["served_over_in_process"] = round(served["requests_per_s"] / entry["in_process"]["sentences_per_s"], 3)
-            print(name, "served", json.dumps(served), "ratio", entry["served_over_in_process"], flush=True)
+            rounds = []
+            for _ in range(args.rounds):
+                local = in_process(pipeline, texts[:counts[name]])
+                served = asyncio.run(closed_loop(url, texts[:counts[name]], counts[name], args.clients, 600))
+                rounds.append({"in_process": local, "served": served,
+                               "ratio": round(served["requests_per_s"] / local["sentences_per_s"], 3)})
+                print(name, json.dumps(rounds[-1]), flush=True)
+            pipeline.close()
+            total_local = sum(r["in_process"]["wall_s"] for r in rounds)
+            total_served = sum(r["served"]["wall_s"] for r in rounds)
+            results["models"][name] = {
+                "rounds": rounds, "served_over_in_process": round(total_local / total_served, 3),
+                "served_p50_ms": max(r["served"]["p50_ms"] for r in rounds),
+                "served_p99_ms": max(r["served"]["p99_ms"] for r in rounds),
+                "errors": sum(r["served"]["errors"] for r in rounds)}
+            print(name, "served / in process", results["models"][name]["served_over_in_process"], flush=True)
         first = models[0][0]
         url = f"{base}/v2/models/{first}/infer"
         if args.burst:

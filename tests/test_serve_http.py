@@ -129,6 +129,31 @@ def test_fill_mask_answers_a_single_row_as_one_result() -> None:
     assert not isinstance(answers[2], InputError)
 
 
+def test_a_batch_runs_in_length_buckets_and_answers_in_order() -> None:
+    from encoderforge.serving.hosts import LockedSession, ModelHost, ModelSpec
+
+    seen: list[list[str]] = []
+
+    class Lengths:
+        def __call__(self, texts: list[str]) -> list[dict[str, int]]:
+            seen.append(list(texts))
+            if "bad" in texts:
+                raise InputError("bad is not allowed")
+            return [{"length": len(t)} for t in texts]
+
+    class NoSession:
+        backend = "none"
+
+    host = ModelHost(ModelSpec("m", Path("."), "text-classification", "none"), task_io("text-classification"),
+                     LockedSession(NoSession()), bucket=2)  # type: ignore[arg-type]
+    host.pipelines.put(Lengths())
+    texts = ["a" * 9, "b", "c" * 8, "bad", "e" * 2]
+    answers = host.run({"text": texts})
+    assert [a if isinstance(a, InputError) else json.loads(a["result"][0])["length"] for a in answers][:3] == [9, 1, 8]
+    assert isinstance(answers[3], InputError) and json.loads(answers[4]["result"][0])["length"] == 2  # type: ignore[index]
+    assert seen[0] == ["a" * 9, "c" * 8]  # the two longest share a bucket
+
+
 # ---- one server on loopback ------------------------------------------------------------------------------
 
 TINY = {"qa": ("roberta", "question-answering"), "ner": ("bert", "token-classification"),

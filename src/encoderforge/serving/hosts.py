@@ -20,6 +20,7 @@ import numpy as np
 
 from encoderforge.errors import EncoderForgeError, InputError
 from encoderforge.runtime.backends import Session, TensorInfo
+from encoderforge.runtime.batching import length_batches
 from encoderforge.serving.tasks import Rows, ServingError, TaskIO, run_rows, task_io
 
 # A short text per input for the warm-up that readiness waits for (fill-mask gets its mask token added).
@@ -122,14 +123,26 @@ class ModelHost:
     session: LockedSession
     pipelines: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     normalizes: bool = False
+    bucket: int = 8  # most rows of one length bucket
 
     def run(self, rows: Rows) -> list[dict[str, np.ndarray] | InputError]:
-        """One batch of rows (blocking; call from a worker thread): one answer or InputError per row."""
+        """One batch of rows (blocking; call from a worker thread): one answer or InputError per row.
+
+        The rows are split into buckets of similar length (the runtime's `length_batches` over the texts'
+        sizes, at most `bucket` rows each), so that a long text pads only its neighbours in length."""
+        names = self.io.inputs
+        count = len(rows[names[0]])
+        sizes = [sum(len(rows[n][i]) for n in names) for i in range(count)]
+        answers: list[dict[str, np.ndarray] | InputError | None] = [None] * count
         pipeline = self.pipelines.get()
         try:
-            return run_rows(self.io, pipeline, rows)
+            for bucket in length_batches(sizes, batch_size=self.bucket):
+                part = run_rows(self.io, pipeline, {n: [rows[n][i] for i in bucket] for n in names})
+                for index, answer in zip(bucket, part):
+                    answers[index] = answer
         finally:
             self.pipelines.put(pipeline)
+        return answers  # type: ignore[return-value]  # every index was filled
 
     def warm_up(self) -> None:
         """Answer one request through the whole path; readiness waits for this on every model."""
@@ -148,7 +161,8 @@ class ModelHost:
         self.session.close()
 
 
-def load_host(spec: ModelSpec, *, threads: int, workers: int, options: dict[str, Any] | None = None) -> ModelHost:
+def load_host(spec: ModelSpec, *, threads: int, workers: int, bucket: int = 8,
+              options: dict[str, Any] | None = None) -> ModelHost:
     from encoderforge.artifact import Artifact
     from encoderforge.runtime.backends import get_backend
     from encoderforge.runtime.pipelines import PIPELINES
@@ -163,7 +177,7 @@ def load_host(spec: ModelSpec, *, threads: int, workers: int, options: dict[str,
         raise ServingError(f"{spec.name}: {spec.backend} cannot load {artifact.model_path.name}: "
                            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}") from exc
     locked = LockedSession(session)
-    host = ModelHost(spec, task_io(spec.task), locked)
+    host = ModelHost(spec, task_io(spec.task), locked, bucket=bucket)
     for _ in range(max(1, workers)):
         pipeline = PIPELINES.get(spec.task)(artifact, locked)
         host.normalizes = bool(getattr(pipeline, "normalize", False))
