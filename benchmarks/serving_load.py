@@ -1,13 +1,19 @@
-"""Reliability of `encoderforge serve`, measured on loopback (127.0.0.1 only; every loop is bounded).
+"""Served vs in-process throughput of `encoderforge serve`, and its reliability, on loopback (every loop bounded).
 
-    python benchmarks/serving_load.py --artifact out/minilm [--requests 1000] [--soak-seconds 300]
+    python benchmarks/serving_load.py --model minilm=out/minilm --model cls=out/rb-cls@300 [--requests 1000]
+        [--clients 64] [--burst 1000] [--soak-seconds 300] [--output benchmarks/results/serving_load.json]
 
-1. load: N requests in flight at once (KServe v2 JSON over HTTP), errors counted, latency p50 / p99;
-2. soak: C clients in a loop for --soak-seconds, resident memory of the server's process tree sampled;
-3. bad requests: malformed JSON, wrong field, empty text, 10 MB text, unknown model -> status + message;
-4. deadline: a request whose `timeout` parameter expires in the queue -> status + message.
-
-The server runs as a subprocess (`python -m encoderforge.cli serve ...`); results go to --output as JSON.
+Per model, in one run on the same sentences (one sentence per request, lengths mixed):
+(1 and 2 alternate for --rounds rounds; the ratio is total in-process time / total served time)
+1. in process: the runtime on all sentences at once (`encode(texts, batch_size=32)` for embeddings, the pipeline
+   call otherwise), with the server's thread count;
+2. served: `encoderforge serve` in a subprocess, --clients concurrent HTTP clients (KServe v2 JSON) sending
+   --requests requests; throughput, p50 / p99 latency, errors; served / in-process ratio;
+3. the first model only: a burst of --burst requests in flight at once; every bad request (malformed JSON, no
+   `inputs`, wrong datatype / shape / name, empty, oversize, unknown model, not UTF-8 JSON) answered while good
+   requests keep flowing; a soak of --soak-seconds with the server's resident memory sampled; SIGTERM with
+   requests in flight (all must be answered).
+Results go to --output as JSON with the machine fingerprint, paths made portable.
 """
 
 from __future__ import annotations
@@ -16,29 +22,36 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from encoderforge.bench.fingerprint import fingerprint
 from encoderforge.bench.portable import portable
 
 HOST = "127.0.0.1"
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
+def free_port() -> int:
+    with socket.socket() as s:
         s.bind((HOST, 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+        return int(s.getsockname()[1])
+
+
+def sentences(count: int) -> list[str]:
+    from encoderforge.synthetic import corpus_lines
+
+    lines = corpus_lines()
+    return [" ".join(lines[(i * 7 + k) % len(lines)] for k in range(1 + i % 3)) if i % 5 == 0 else lines[i % len(lines)]
+            for i in range(count)]
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -60,173 +73,259 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def body(text: str, name: str = "text", **extra: Any) -> bytes:
-    tensor = {"name": name, "shape": [1, 1], "datatype": "BYTES", "data": [text]}
-    return json.dumps({"inputs": [tensor], **extra}).encode()
+def v2_body(text: str, name: str = "text") -> bytes:
+    return json.dumps({"inputs": [{"name": name, "shape": [1, 1], "datatype": "BYTES", "data": [text]}]}).encode()
 
 
-async def _one(session: Any, url: str, payload: bytes) -> tuple[int, float, str]:
+def in_process(pipeline: Any, texts: list[str]) -> dict[str, Any]:
+    """The runtime on all the sentences at once, as a user would call it (it sorts them into length batches)."""
+    start = time.perf_counter()
+    if pipeline.task == "feature-extraction":
+        pipeline.encode(texts, batch_size=32)
+    else:
+        pipeline(texts, batch_size=32)
+    wall = time.perf_counter() - start
+    return {"sentences": len(texts), "wall_s": round(wall, 2), "sentences_per_s": round(len(texts) / wall, 1)}
+
+
+ERRORS: list[str] = []  # the first few client-side failures, for the record
+
+
+async def _one(session: Any, url: str, payload: bytes) -> tuple[int, float]:
     start = time.perf_counter()
     try:
         async with session.post(url, data=payload, headers={"Content-Type": "application/json"}) as response:
-            text = await response.text()
-            return response.status, time.perf_counter() - start, text[:200]
+            body = await response.read()
+            if response.status != 200 and len(ERRORS) < 5:
+                ERRORS.append(f"{response.status}: {body[:160]!r}")
+            return response.status, time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - counted as an error, never raised
-        return -1, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"[:200]
+        if len(ERRORS) < 5:
+            ERRORS.append(f"{type(exc).__name__}: {str(exc)[:160]}")
+        return -1, time.perf_counter() - start
 
 
-async def load_phase(url: str, texts: list[str], count: int, timeout_s: float) -> dict[str, Any]:
+async def closed_loop(url: str, texts: list[str], requests: int, clients: int, timeout_s: float) -> dict[str, Any]:
+    """`clients` workers, each sending its next request when the last one is answered, `requests` in all."""
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=count)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+    results: list[tuple[int, float]] = []
+    counter = iter(range(requests))
+    deadline = time.monotonic() + timeout_s
+
+    async def worker(session: Any) -> None:
+        for i in counter:
+            if time.monotonic() > deadline:
+                return
+            results.append(await _one(session, url, v2_body(texts[i % len(texts)])))
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
         start = time.perf_counter()
-        results = await asyncio.gather(*[_one(session, url, body(texts[i % len(texts)])) for i in range(count)])
+        await asyncio.gather(*[worker(session) for _ in range(clients)])
         wall = time.perf_counter() - start
+    return summarize(results, wall, clients=clients)
+
+
+def summarize(results: list[tuple[int, float]], wall: float, **extra: Any) -> dict[str, Any]:
     latencies = np.array([r[1] for r in results]) * 1000
-    errors = [r for r in results if r[0] != 200]
-    return {"requests": count, "concurrency": count, "errors": len(errors), "error_samples": errors[:3],
-            "wall_s": round(wall, 2), "throughput_rps": round(count / wall, 1),
+    statuses: dict[str, int] = {}
+    for status, _ in results:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {**extra, "error_samples": list(ERRORS), "requests": len(results), "errors": sum(1 for r in results if r[0] != 200),
+            "statuses": statuses, "wall_s": round(wall, 2), "requests_per_s": round(len(results) / wall, 1),
             "p50_ms": round(float(np.percentile(latencies, 50)), 1),
             "p99_ms": round(float(np.percentile(latencies, 99)), 1), "max_ms": round(float(latencies.max()), 1)}
 
 
-async def soak_phase(url: str, texts: list[str], seconds: float, clients: int, pid: int) -> dict[str, Any]:
+async def burst(url: str, texts: list[str], count: int) -> dict[str, Any]:
     import aiohttp
 
-    deadline = time.monotonic() + seconds
-    samples: list[tuple[float, float]] = []
-    counts = {"ok": 0, "errors": 0}
-    latencies: list[float] = []
-
-    async def client(index: int, session: Any) -> None:
-        i = index
-        while time.monotonic() < deadline:
-            status, latency, _ = await _one(session, url, body(texts[i % len(texts)]))
-            counts["ok" if status == 200 else "errors"] += 1
-            latencies.append(latency)
-            i += clients
-
-    async def sampler() -> None:
-        start = time.monotonic()
-        while time.monotonic() < deadline:
-            samples.append((round(time.monotonic() - start, 1), round(tree_rss_mb(pid), 1)))
-            await asyncio.sleep(min(5.0, max(seconds / 30, 0.5)))
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        await asyncio.gather(sampler(), *[client(i, session) for i in range(clients)])
-    rss = [s[1] for s in samples]
-    tail = rss[len(rss) // 3:]  # after warm-up
-    slope = float(np.polyfit([s[0] for s in samples[len(rss) // 3:]], tail, 1)[0]) * 60 if len(tail) > 2 else 0.0
-    lat = np.array(latencies) * 1000
-    return {"seconds": seconds, "clients": clients, "requests": counts["ok"] + counts["errors"],
-            "errors": counts["errors"], "p50_ms": round(float(np.percentile(lat, 50)), 1),
-            "p99_ms": round(float(np.percentile(lat, 99)), 1), "rss_mb_first": rss[0], "rss_mb_last": rss[-1],
-            "rss_mb_max": max(rss), "rss_mb_after_warmup_min": min(tail), "rss_mb_after_warmup_max": max(tail),
-            "rss_slope_mb_per_min_after_warmup": round(slope, 2), "samples": samples}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=count),
+                                     timeout=aiohttp.ClientTimeout(total=300)) as session:
+        start = time.perf_counter()
+        results = await asyncio.gather(*[_one(session, url, v2_body(texts[i % len(texts)])) for i in range(count)])
+        return summarize(list(results), time.perf_counter() - start, in_flight=count)
 
 
-def post(url: str, payload: bytes) -> tuple[int, str, float]:
-    start = time.perf_counter()
-    request = urllib.request.Request(url, data=payload, method="POST", headers={"Content-Type": "application/json"})
+def post(url: str, payload: bytes, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=payload, method="POST",
+                                     headers=headers or {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read().decode()[:160], time.perf_counter() - start
+            return response.status, response.read().decode()[:160]
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()[:160], time.perf_counter() - start
+        return exc.code, exc.read().decode()[:200]
 
 
 def bad_requests(base: str, model: str) -> dict[str, Any]:
+    url = f"{base}/v2/models/{model}/infer"
+    tensor = {"name": "text", "shape": [1, 1], "datatype": "BYTES", "data": ["hello"]}
     cases = {
-        "malformed JSON": (f"{base}/v2/models/{model}/infer", b"{not json"),
-        "wrong field": (f"{base}/v2/models/{model}/infer", body("hello", name="txt")),
-        "no inputs": (f"{base}/v2/models/{model}/infer", json.dumps({"input": []}).encode()),
-        "empty text": (f"{base}/v2/models/{model}/infer", body("")),
-        "10 MB text": (f"{base}/v2/models/{model}/infer", body("a" * 10_000_000)),
-        "unknown model": (f"{base}/v2/models/no-such-model/infer", body("hello")),
-        "deadline (timeout=1 us)": (f"{base}/v2/models/{model}/infer", body("hello", parameters={"timeout": 1})),
+        "malformed JSON": b"{not json",
+        "not UTF-8": b"\xff\xfe{}",
+        "no inputs": json.dumps({"input": []}).encode(),
+        "wrong input name": v2_body("hello", name="txt"),
+        "wrong datatype": json.dumps({"inputs": [{**tensor, "datatype": "FP32", "data": [1.0]}]}).encode(),
+        "wrong shape": json.dumps({"inputs": [{**tensor, "shape": [2, 1]}]}).encode(),
+        "empty text": v2_body(""),
+        "10 MB text": v2_body("a" * 10_000_000),
     }
-    out = {}
-    for name, (url, payload) in cases.items():
-        status, message, seconds = post(url, payload)
-        out[name] = {"status": status, "message": message, "seconds": round(seconds, 3)}
-    status, _, _ = post(f"{base}/v2/models/{model}/infer", body("still alive?"))
-    out["good request afterwards"] = {"status": status}
+    out = {name: dict(zip(("status", "message"), post(url, payload))) for name, payload in cases.items()}
+    out["unknown model"] = dict(zip(("status", "message"), post(f"{base}/v2/models/no-such/infer", v2_body("x"))))
+    out["good request afterwards"] = {"status": post(url, v2_body("still alive?"))[0]}
     return out
 
 
-def wait_ready(base: str, model: str, process: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
+async def bad_while_good(url: str, base: str, model: str, texts: list[str]) -> dict[str, Any]:
+    """Good traffic from 16 clients while every bad request is sent 5 times: good ones must all succeed."""
+    loop = asyncio.get_running_loop()
+    good = asyncio.ensure_future(closed_loop(url, texts, 400, 16, 120))
+    bad = []
+    for _ in range(5):
+        bad.append(await loop.run_in_executor(None, bad_requests, base, model))
+    statuses = sorted({case["status"] for round_ in bad for name, case in round_.items()
+                       if name != "good request afterwards"})
+    return {"good": await good, "bad_statuses": statuses}
+
+
+async def soak(url: str, texts: list[str], seconds: float, clients: int, pid: int) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    samples: list[tuple[float, float]] = []
+    task = asyncio.ensure_future(closed_loop(url, texts, 10**9, clients, seconds))
+    start = time.monotonic()
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
+        samples.append((round(time.monotonic() - start, 1), round(tree_rss_mb(pid), 1)))
+        await asyncio.sleep(min(5.0, max(seconds / 30, 0.5)))
+    load = await task
+    tail = samples[len(samples) // 3:]
+    slope = float(np.polyfit([s[0] for s in tail], [s[1] for s in tail], 1)[0]) * 60 if len(tail) > 2 else 0.0
+    return {"seconds": seconds, "load": load, "rss_mb_first": samples[0][1], "rss_mb_last": samples[-1][1],
+            "rss_mb_after_warmup": [min(s[1] for s in tail), max(s[1] for s in tail)],
+            "rss_slope_mb_per_min_after_warmup": round(slope, 2), "samples": samples}
+
+
+async def drain(url: str, texts: list[str], server: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """SIGTERM while 64 requests are in flight: every one must still be answered."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        pending = [asyncio.ensure_future(_one(session, url, v2_body(texts[i % len(texts)]))) for i in range(64)]
+        await asyncio.sleep(0.3)
+        server.send_signal(signal.SIGTERM)
+        results = await asyncio.gather(*pending)
+    return {"in_flight": 64, "answered_200": sum(1 for r in results if r[0] == 200)}
+
+
+def start_server(specs: list[str], port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "encoderforge.cli", "serve", *specs, "--host", HOST, "--http-port", str(port),
+               "--threads", str(args.threads), "--max-batch", str(args.max_batch),
+               "--max-queue-delay-ms", str(args.max_queue_delay_ms), "--replicas", str(args.replicas),
+               "--request-timeout-s", "600"]  # the burst queues all its requests at once
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_ready(base: str, server: subprocess.Popen[bytes], timeout_s: float = 300) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited with {server.returncode}")
         try:
-            with urllib.request.urlopen(f"{base}/v2/models/{model}/ready", timeout=2) as response:
+            with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as response:
                 if response.status == 200:
-                    return
+                    return round(time.monotonic() - start, 1)
         except OSError:
-            time.sleep(1)
+            time.sleep(0.5)
     raise SystemExit("server not ready in time")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--artifact", required=True)
-    parser.add_argument("--requests", type=int, default=1000, help="requests in flight at once in the load phase")
-    parser.add_argument("--soak-seconds", type=float, default=300)
-    parser.add_argument("--soak-clients", type=int, default=16)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--model", action="append", required=True,
+                        help="NAME=ARTIFACT[@REQUESTS] (repeatable; REQUESTS defaults to --requests)")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--burst", type=int, default=1000, help="requests in flight at once (first model)")
+    parser.add_argument("--soak-seconds", type=float, default=0, help="0: no soak")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2, help="in-process / served rounds per model, alternating")
     parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--max-queue-delay-ms", type=float, default=2)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--request-timeout-ms", type=int, default=600_000,
-                        help="server's queue deadline; the load phase queues all requests at once")
+    parser.add_argument("--max-queue-delay-ms", type=float, default=5)
     parser.add_argument("--output", default="benchmarks/results/serving_load.json")
     args = parser.parse_args()
 
-    http, grpc, metrics = free_ports(3)
-    base = f"http://{HOST}:{http}"
-    model = Path(args.artifact).resolve().name
-    command = [sys.executable, "-m", "encoderforge.cli", "serve", args.artifact, "--host", HOST,
-               "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-               "--max-batch", str(args.max_batch), "--max-queue-delay-ms", str(args.max_queue_delay_ms),
-               "--request-timeout-ms", str(args.request_timeout_ms), "--shutdown-timeout-s", "10"]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    results: dict[str, Any] = {"artifact": args.artifact, "cpus": os.cpu_count(), "max_batch": args.max_batch,
-                               "max_queue_delay_ms": args.max_queue_delay_ms}
+    texts = sentences(args.requests)
+    models, counts = [], {}
+    for spec in args.model:
+        name, _, rest = spec.partition("=")
+        path, _, count = rest.partition("@")
+        models.append((name, path))
+        counts[name] = int(count) if count else args.requests
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    results: dict[str, Any] = {
+        "note": "loopback; client and server share the machine's cores with each other (and, where this ran, "
+                "with other jobs): compare served with in-process of the same run, not across machines",
+        "fingerprint": fingerprint({name: {"path": path} for name, path in models}, threads=args.threads),
+        "settings": {k: getattr(args, k) for k in ("requests", "rounds", "clients", "burst", "soak_seconds", "threads",
+                                                   "replicas", "max_batch", "max_queue_delay_ms")},
+        "models": {},
+    }
+    import encoderforge
+
+    server = start_server([f"{n}={p}" for n, p in models], port, args)
     try:
-        started = time.perf_counter()
-        wait_ready(base, model, server)
-        results["startup_s"] = round(time.perf_counter() - started, 1)
-        texts = [f"request {i}: the quick brown fox jumps over the lazy dog " * (1 + i % 6) for i in range(100)]
-        url = f"{base}/v2/models/{model}/infer"
-        asyncio.run(load_phase(url, texts, 64, 120))  # warm-up
-        results["load"] = asyncio.run(load_phase(url, texts, args.requests, 600))
-        print("load", json.dumps(results["load"]), flush=True)
-        results["bad_requests"] = bad_requests(base, model)
-        print("bad", json.dumps(results["bad_requests"], indent=1), flush=True)
-        results["soak"] = asyncio.run(soak_phase(url, texts, args.soak_seconds, args.soak_clients, server.pid))
-        print("soak", json.dumps({k: v for k, v in results["soak"].items() if k != "samples"}), flush=True)
-        with urllib.request.urlopen(f"{base}/v2/models/{model}/stats", timeout=10) as response:
-            stats = json.loads(response.read())["model_stats"][0]
-        results["triton_stats"] = {"inference_count": stats["inference_count"],
-                                   "execution_count": stats["execution_count"],
-                                   "batch_sizes": {b["batch_size"]: b["compute_infer"]["count"]
-                                                   for b in stats["batch_stats"]}}
-        print("stats", json.dumps(results["triton_stats"]), flush=True)
-    finally:
-        server.terminate()
+        results["startup_s"] = wait_ready(base, server)
+        for name, path in models:
+            # Rounds alternate in-process and served runs, so that load from other jobs hits both alike.
+            pipeline = encoderforge.load(path, device="cpu", intra_op_threads=args.threads)
+            in_process(pipeline, texts[:64])  # warm-up
+            url = f"{base}/v2/models/{name}/infer"
+            asyncio.run(closed_loop(url, texts, 2 * args.clients, args.clients, 120))  # warm-up
+            rounds = []
+            for _ in range(args.rounds):
+                local = in_process(pipeline, texts[:counts[name]])
+                served = asyncio.run(closed_loop(url, texts[:counts[name]], counts[name], args.clients, 600))
+                rounds.append({"in_process": local, "served": served,
+                               "ratio": round(served["requests_per_s"] / local["sentences_per_s"], 3)})
+                print(name, json.dumps(rounds[-1]), flush=True)
+            pipeline.close()
+            total_local = sum(r["in_process"]["wall_s"] for r in rounds)
+            total_served = sum(r["served"]["wall_s"] for r in rounds)
+            results["models"][name] = {
+                "rounds": rounds, "served_over_in_process": round(total_local / total_served, 3),
+                "served_p50_ms": max(r["served"]["p50_ms"] for r in rounds),
+                "served_p99_ms": max(r["served"]["p99_ms"] for r in rounds),
+                "errors": sum(r["served"]["errors"] for r in rounds)}
+            print(name, "served / in process", results["models"][name]["served_over_in_process"], flush=True)
+        first = models[0][0]
+        url = f"{base}/v2/models/{first}/infer"
+        if args.burst:
+            results["burst"] = asyncio.run(burst(url, texts, args.burst))
+            print("burst", json.dumps(results["burst"]), flush=True)
+        results["bad_requests"] = bad_requests(base, first)
+        results["bad_while_good"] = asyncio.run(bad_while_good(url, base, first, texts))
+        print("bad", json.dumps(results["bad_requests"], indent=1), json.dumps(results["bad_while_good"]), flush=True)
+        if args.soak_seconds:
+            results["soak"] = asyncio.run(soak(url, texts, args.soak_seconds, 16, server.pid))
+            print("soak", json.dumps({k: v for k, v in results["soak"].items() if k != "samples"}), flush=True)
         stop = time.perf_counter()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        results["shutdown"] = {"returncode": server.returncode, "seconds": round(time.perf_counter() - stop, 1)}
+        results["drain"] = asyncio.run(drain(url, texts, server))
+        server.wait(timeout=120)
+        results["drain"].update(returncode=server.returncode, seconds=round(time.perf_counter() - stop, 1))
+        print("drain", json.dumps(results["drain"]), flush=True)
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(portable(results), indent=2) + "\n")
-        print("shutdown", results["shutdown"], "->", args.output, flush=True)
+        print("->", args.output, flush=True)
     return 0
 
 

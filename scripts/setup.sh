@@ -30,12 +30,8 @@ else
   python -m pip install -q --upgrade pip
 fi
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q "${pin[@]}" -e ".[dev,ray]"
-# Serving: nvidia-pytriton pins numpy<2 only for its Python-backend stub, and `encoderforge serve` gives that
-# stub its own numpy<2 environment; so keep numpy 2 here and install PyTriton without that one pin.
-python -m pip install -q "${pin[@]}" "tritonclient[http,grpc]>=2.50,<3" "pyzmq>=23" "sh>=1.14" "typer>=0.9" \
-  "typing_inspect>=0.6" "wrapt>=1.11" "grpcio>=1.64.3" "importlib_metadata>=7.0.1" "cuda-python>=12"
-# --no-deps: PyTriton (see above); tensorrt-stubs, the typed TensorRT API for mypy, declares a dependency on
-# `tensorrt`, which cannot be installed without NVIDIA's index (see scripts/typecheck.sh).
-python -m pip install -q "${pin[@]}" --no-deps "nvidia-pytriton>=0.7,<0.8" "tensorrt-stubs>=10.8"
+python -m pip install -q "${pin[@]}" -e ".[dev,ray,serve]" "cuda-python>=12"
+# tensorrt-stubs, the typed TensorRT API for mypy, declares a dependency on `tensorrt`, which cannot be installed
+# without NVIDIA's index (see scripts/typecheck.sh): so without its dependencies.
+python -m pip install -q "${pin[@]}" --no-deps "tensorrt-stubs>=10.8"
 echo "$want" > "$stamp"

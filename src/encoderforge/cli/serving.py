@@ -1,4 +1,4 @@
-"""Triton serving and corpus batch jobs."""
+"""Serving (Ray Serve), Triton model repositories and corpus batch jobs."""
 
 from __future__ import annotations
 
@@ -6,15 +6,24 @@ import argparse
 from pathlib import Path
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; pick one in 1-65535") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port; pick one in 1-65535")
+    return port
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from encoderforge.serving.triton import ServeConfig, serve
+    from encoderforge.serving.ray_serve import ServeConfig, serve
 
     serve(ServeConfig(
-        artifacts=tuple(args.artifacts), host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port, max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
-        request_timeout_ms=args.request_timeout_ms, max_queue_size=args.max_queue_size,
-        max_text_bytes=args.max_text_bytes, instances=args.instances, device=args.device, threads=args.threads,
-        shutdown_timeout_s=args.shutdown_timeout_s, log_verbose=1 if args.verbose else 0,
+        artifacts=tuple(args.artifacts), host=args.host, http_port=args.http_port, replicas=args.replicas,
+        max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms, max_text_bytes=args.max_text_bytes,
+        device=args.device, threads=args.threads, workers=args.workers, request_timeout_s=args.request_timeout_s,
+        shutdown_timeout_s=args.shutdown_timeout_s, ray_address=args.ray_address,
     ))
     return 0
 
@@ -47,22 +56,21 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="serve artifacts over HTTP/gRPC with Triton Inference Server (PyTriton)")
+    p = sub.add_parser("serve", help="serve artifacts over HTTP (KServe v2, OpenAI / TEI embeddings) on Ray Serve")
     p.add_argument("artifacts", nargs="+", metavar="[NAME=]ARTIFACT", help="artifact directories; model name = dir name")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics at /metrics")
-    p.add_argument("--max-batch", type=int, default=32, help="dynamic batching: most rows per batch")
-    p.add_argument("--max-queue-delay-ms", type=float, default=2.0, help="dynamic batching: longest wait to fill a batch")
-    p.add_argument("--request-timeout-ms", type=int, default=30_000,
-                   help="queue deadline; a request's own `timeout` parameter (microseconds) overrides it; 0: none")
-    p.add_argument("--max-queue-size", type=int, default=0, help="reject requests beyond this queue length (0: no limit)")
+    p.add_argument("--http-port", type=_port, default=8000)
+    p.add_argument("--replicas", type=int, default=1, help="replicas, each holding every model (Ray Serve)")
+    p.add_argument("--max-batch", type=int, default=32, help="most rows a model runs at once")
+    p.add_argument("--max-queue-delay-ms", type=float, default=5.0, help="longest wait to fill a batch")
     p.add_argument("--max-text-bytes", type=int, default=200_000, help="longer texts are rejected with 400")
-    p.add_argument("--instances", type=int, default=1, help="model instances (sessions) per artifact")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per instance")
-    p.add_argument("--shutdown-timeout-s", type=int, default=30, help="grace period for in-flight requests on SIGTERM")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per replica "
+                   "(default: cores / replicas)")
+    p.add_argument("--workers", type=int, default=2, help="threads per model that tokenize and post-process")
+    p.add_argument("--request-timeout-s", type=float, default=60.0, help="end-to-end limit of one request")
+    p.add_argument("--shutdown-timeout-s", type=float, default=30.0, help="grace for in-flight requests on SIGTERM")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     p.set_defaults(handler=_cmd_serve)
 
     p = sub.add_parser("triton-repo", help="write a Triton model repository (ensemble: tokenize, model, postprocess)")

@@ -217,7 +217,7 @@ def launch_tritonserver(repository: Path, *, http_port: int, grpc_port: int, met
     except ImportError as exc:
         raise ServingError("the shipped tritonserver comes with nvidia-pytriton: pip install 'encoderforge[serve]'") \
             from exc
-    from encoderforge.serving.pytriton_env import libpython_dir, stub_environment
+    from encoderforge.serving.shipped_triton import libpython_dir, stub_environment
 
     dist = get_root_module_path() / "tritonserver"
     with tempfile.TemporaryDirectory(prefix="encoderforge-triton-") as work:

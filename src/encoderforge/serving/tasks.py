@@ -3,7 +3,7 @@ runs through the task's pipeline.
 
 Every input is a BYTES tensor holding one UTF-8 text per row. Outputs are JSON-friendly: embeddings as an FP32
 vector per row (`embedding`), every other task as one JSON document per row (`result`, BYTES), the same value
-the pipeline returns in Python. Shared by `serve` (PyTriton), the Python-backend Triton repository and `batch`.
+the pipeline returns in Python. Shared by `serve` (Ray Serve), the Python-backend Triton repository and `batch`.
 Which tasks are servable, their inputs and outputs all come from each pipeline's `TaskContract`.
 """
 
