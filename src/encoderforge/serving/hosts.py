@@ -169,7 +169,7 @@ def load_host(spec: ModelSpec, *, threads: int, workers: int, bucket: int = 8,
 
     artifact = Artifact.load(spec.path, verify=True)
     try:
-        session = get_backend(spec.backend).load(str(artifact.model_path), intra_op_threads=threads,
+        session = get_backend(spec.backend).load(artifact, intra_op_threads=threads,
                                                   **(options or {}))
     except EncoderForgeError:
         raise

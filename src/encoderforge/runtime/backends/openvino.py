@@ -24,11 +24,11 @@ import numpy as np
 from typing_extensions import Self
 
 from encoderforge.artifact import Artifact
-from encoderforge.runtime.backends.padding import bucket_for, feed_shape, pad_feed, trim
 from encoderforge.errors import EncoderForgeError, InputError, UnsupportedError
 from encoderforge.runtime.backends import BACKENDS, TensorInfo
 from encoderforge.runtime.backends.base import graph_file
 from encoderforge.runtime.backends.compat import read_ops, refusal
+from encoderforge.runtime.backends.padding import bucket_for, feed_shape, pad_feed, trim
 
 log = logging.getLogger(__name__)
 

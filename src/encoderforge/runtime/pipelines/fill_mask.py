@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 class FillMaskPipeline(Pipeline):
     task = "fill-mask"
-    contract = TaskContract(request_fields=("text",), rows_batch=True, masked_text=True)
+    # a one-text list answers its candidates unwrapped, as transformers does
+    contract = TaskContract(request_fields=("text",), rows_batch=True, masked_text=True, unwraps_single=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
