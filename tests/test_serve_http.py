@@ -127,6 +127,8 @@ def test_fill_mask_answers_a_single_row_as_one_result() -> None:
     answers = run_rows(io, OneMask(), {"text": ["a", "bad", "c"]})
     assert isinstance(answers[1], InputError) and not isinstance(answers[0], InputError)
     assert not isinstance(answers[2], InputError)
+    (alone,) = run_rows(io, OneMask(), {"text": ["bad"]})  # a bucket of one bad row: its error, no raise
+    assert isinstance(alone, InputError)
 
 
 def test_a_batch_runs_in_length_buckets_and_answers_in_order() -> None:

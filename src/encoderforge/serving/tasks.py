@@ -114,15 +114,15 @@ def decode_text(value: Any, where: str, *, max_bytes: int) -> str:
 
 def run_rows(io: TaskIO, pipeline: Any, rows: Rows) -> list[dict[str, np.ndarray] | InputError]:
     """Run rows together; when the pipeline rejects the batch, run them one by one so that one bad row
-    gets its own error and the others their answers."""
+    gets its own error and the others their answers (a rejected single row is its error, not a raise)."""
     count = len(rows[io.inputs[0]])
     if count == 0:
         return []
     try:
         return list(io.run(pipeline, rows))
-    except InputError:
+    except InputError as exc:
         if count == 1:
-            raise
+            return [exc]
     answers: list[dict[str, np.ndarray] | InputError] = []
     for index in range(count):
         try:
