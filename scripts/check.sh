@@ -3,13 +3,6 @@
 #   bash scripts/check.sh [--latest]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = "--latest" ]; then
-  export VENV=${VENV:-.venv-latest}
-  bash scripts/setup.sh --latest
-else
-  export VENV=${VENV:-.venv}
-  bash scripts/setup.sh
-fi
-. "$VENV/bin/activate"
+. scripts/_venv.sh
 python -m ruff check src tests benchmarks scripts
 bash scripts/typecheck.sh

@@ -3,14 +3,6 @@
 #   bash scripts/test.sh --latest ...   the same suite on the newest releases inside the ranges (.venv-latest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = "--latest" ]; then
-  shift
-  export VENV=${VENV:-.venv-latest}
-  bash scripts/setup.sh --latest
-else
-  export VENV=${VENV:-.venv}
-  bash scripts/setup.sh
-fi
-. "$VENV/bin/activate"
+. scripts/_venv.sh
 export HF_HUB_OFFLINE=1
 python -m pytest -q "$@"
