@@ -83,6 +83,7 @@ def graph_file(artifact: Artifact, graph: str | None) -> Path:
 
 
 def refuse_unknown(backend: str, options: Iterable[str], known: Iterable[str]) -> None:
-    unknown, valid = sorted(set(options) - set(known)), sorted(known)
+    valid = sorted(known)  # once: `known` may be an iterator
+    unknown = sorted(set(options) - set(valid))
     if unknown:
         raise UnsupportedError(f"unknown {backend} option(s) {unknown}; valid: {valid}")

@@ -12,7 +12,7 @@ from typing_extensions import Self
 from encoderforge.artifact import Artifact
 from encoderforge.errors import EncoderForgeError, UnsupportedError
 from encoderforge.runtime.backends import BACKENDS, SessionBase, TensorInfo
-from encoderforge.runtime.backends.base import graph_file
+from encoderforge.runtime.backends.base import graph_file, refuse_unknown
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,7 @@ class OrtOptions:
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise UnsupportedError(f"unknown onnxruntime option(s) {unknown}; valid: {sorted(known)}")
+        refuse_unknown("onnxruntime", options, tuple(f.name for f in fields(cls)))
         return cls(**options)
 
     def session_options(self, *, optimized_model_path: str | None = None) -> Any:

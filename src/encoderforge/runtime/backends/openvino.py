@@ -26,7 +26,7 @@ from typing_extensions import Self
 from encoderforge.artifact import Artifact
 from encoderforge.errors import EncoderForgeError, InputError, UnsupportedError
 from encoderforge.runtime.backends import BACKENDS, TensorInfo
-from encoderforge.runtime.backends.base import graph_file
+from encoderforge.runtime.backends.base import graph_file, refuse_unknown
 from encoderforge.runtime.backends.compat import read_ops, refusal
 from encoderforge.runtime.backends.padding import bucket_for, feed_shape, pad_feed, trim
 
@@ -82,10 +82,7 @@ class OpenVinoOptions:
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise UnsupportedError(f"unknown openvino option(s) {unknown}; valid: {sorted(known)}")
+        refuse_unknown("openvino", options, tuple(f.name for f in fields(cls)))
         if "static_sequences" in options:
             options = {**options, "static_sequences": tuple(options["static_sequences"])}
         return cls(**options)
