@@ -179,7 +179,8 @@ def test_ort_only_graph_is_refused(tmp_path: Path, artifact: Callable[..., Artif
 
     source = artifact("bert", "question-answering")
     assert read_ops(source.model_path).standard_only
-    fused = optimize(OptimizeConfig(artifact=source.path, output=tmp_path / "fused", target="cpu"))
+    fused = optimize(OptimizeConfig(artifact=source.path, output=tmp_path / "fused", target="cpu",
+                                    precision="fp32"))
     ops = read_ops(fused.model_path)
     assert not ops.standard_only and "com.microsoft::MultiHeadAttention" in dict(ops.contrib)
     assert list(fused.manifest.backends) == ["onnxruntime-cpu", "onnxruntime-cuda"]

@@ -36,14 +36,16 @@ def test_optimize_int8_dynamic_end_to_end(source: Artifact, tmp_path: Path, caps
 
 
 def test_optimize_fp32_default_target(source: Artifact, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["optimize", str(source.path), "--output", str(tmp_path / "fp32")]) == 0
+    assert main(["optimize", str(source.path), "--precision", "fp32", "--output", str(tmp_path / "fp32")]) == 0
     assert "fp32 for cpu" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args,message", [
     (["--target", "gpu"], "unknown target 'gpu'; choose one of: cpu, cuda, tensorrt"),
-    (["--precision", "int4"], "unknown precision 'int4'; choose one of: fp32, fp16, int8-dynamic, int8-static"),
+    (["--precision", "int4"], "unknown precision 'int4'; choose one of: auto, fp32, fp16, int8-dynamic, int8-static"),
     (["--precision", "fp16"], "not supported"),
+    (["--precision", "auto", "--target", "cuda"], "--precision auto measures CPU engines; for --target cuda"),
+    (["--auto-seconds", "0"], "auto timing needs seconds > 0"),
     (["--max-accuracy-drop", "2"], "out of range"),
     (["--precision", "int8-static", "--calibration-data", "/nonexistent/calib.txt"], "does not exist"),
 ])
@@ -68,7 +70,7 @@ def test_optimize_refuses_existing_output_without_force(source: Artifact, tmp_pa
     assert main(["optimize", str(source.path), "--output", str(out)]) == 2
     assert "--force" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
-    assert main(["optimize", str(source.path), "--output", str(out), "--force"]) == 0
+    assert main(["optimize", str(source.path), "--precision", "fp32", "--output", str(out), "--force"]) == 0
     assert not (out / "keep.txt").exists() and (out / "manifest.json").is_file()
 
 

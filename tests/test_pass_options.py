@@ -40,7 +40,8 @@ def test_unknown_key_is_refused(artifact: Callable[..., Artifact], tmp_path: Pat
     with pytest.raises(UnsupportedError, match=r"pass option\(s\) \['per_chanel'\] apply to no pass of any graph"):
         PassContext(artifact=source, target="cpu", workdir=tmp_path, options={"per_chanel": True})
     with pytest.raises(UnsupportedError, match=r"\['per_channel'\] apply to no pass of --target cpu --precision fp32"):
-        optimize(OptimizeConfig(artifact=source.path, output=tmp_path / "x", options={"per_channel": True}))
+        optimize(OptimizeConfig(artifact=source.path, output=tmp_path / "x", precision="fp32",
+                                options={"per_channel": True}))
     assert not (tmp_path / "x").exists()
     assert "per_channel" in option_keys(["int8-dynamic"]) and option_keys(["fuse-attention"]) == set()
 

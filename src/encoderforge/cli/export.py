@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from encoderforge.manifest import Precision, Target
+from encoderforge.manifest.enums import PRECISION_CHOICES, Target
 from encoderforge.tasks import TASKS
 
 
@@ -16,7 +16,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     wants_optimize = args.target is not None or args.precision is not None
     optimize = OptimizeSettings(
-        target=args.target or "cpu", precision=args.precision or "fp32",
+        target=args.target or "cpu", precision=args.precision,
         calibration_data=Path(args.calibration_data) if args.calibration_data else None,
         max_accuracy_drop=args.max_accuracy_drop,
     ) if wants_optimize else None
@@ -82,7 +82,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--target", default=None,
                    help=f"{' | '.join(t.value for t in Target)}: optimize right after export (as `encoderforge optimize`)")
     p.add_argument("--precision", default=None,
-                   help=f"{' | '.join(p.value for p in Precision)}: optimize right after export")
+                   help=f"{' | '.join(PRECISION_CHOICES)}: optimize right after export (with --target only: auto on cpu, "
+                        "fp32 elsewhere)")
     p.add_argument("--calibration-data", default=None, help="int8-static: text file or JSONL for calibration")
     p.add_argument("--max-accuracy-drop", type=float, default=None,
                    help="bound on 1 - min cosine vs fp32 (default per precision); runs the sensitivity sweep for int8-static")

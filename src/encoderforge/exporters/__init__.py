@@ -35,7 +35,7 @@ FEEDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids
 @dataclass(frozen=True, kw_only=True)
 class OptimizeSettings:
     target: str = "cpu"  # cpu | cuda | tensorrt
-    precision: str = "fp32"  # fp32 | fp16 | int8-dynamic | int8-static
+    precision: str | None = None  # auto | fp32 | fp16 | int8-dynamic | int8-static; None: auto on cpu, else fp32
     calibration_data: Path | None = None
     max_accuracy_drop: float | None = None
 
@@ -122,10 +122,11 @@ def export(config: ExportConfig) -> Artifact:
     EncoderForgeError subclass on any failure. Nothing is left behind on failure."""
     if config.optimize is None:
         return _export_fp32(config)
-    from encoderforge.graph_passes import OptimizeConfig, optimize, pipeline
+    from encoderforge.graph_passes import OptimizeConfig, optimize
+    from encoderforge.graph_passes.pipelines import check_choice, default_precision
 
     settings = config.optimize
-    pipeline(settings.target, settings.precision)  # an unknown target / precision fails before the export
+    check_choice(settings.target, settings.precision or default_precision(settings.target))  # an unknown target / precision fails before the export
     output = Path(config.output).expanduser().absolute()
     if output.exists() and not config.force:  # fail before minutes of export, not after
         raise ArtifactError(f"output {str(output)!r} already exists; pass --force to replace it or choose another path")

@@ -29,6 +29,7 @@ import importlib
 from encoderforge.errors import UnknownKeyError, UnsupportedError
 from encoderforge.graph_passes.base import PASSES, GraphPass
 from encoderforge.manifest import Precision, Target
+from encoderforge.manifest.enums import PRECISION_CHOICES
 
 TARGETS = tuple(t.value for t in Target)
 PRECISIONS = tuple(p.value for p in Precision)
@@ -72,11 +73,27 @@ def pipeline(target: str, precision: str) -> tuple[str, ...]:
     if target not in TARGETS:
         raise UnknownKeyError(f"unknown target {target!r}; choose one of: {', '.join(TARGETS)}")
     if precision not in PRECISIONS:
-        raise UnknownKeyError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        raise UnknownKeyError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISION_CHOICES)}")
     if (target, precision) in _WHY_NOT:
         raise UnsupportedError(f"--target {target} --precision {precision} is not supported: "
                                f"{_WHY_NOT[(target, precision)]}")
     return PASS_PIPELINES[(target, precision)]
+
+
+def default_precision(target: str) -> str:
+    """What --precision means when left out: auto on cpu (measured there), fp32 elsewhere."""
+    return "auto" if target == "cpu" else "fp32"
+
+
+def check_choice(target: str, precision: str) -> tuple[str, ...]:
+    """The passes a --target / --precision choice may run (auto: all its candidates'); bad choices fail here."""
+    if precision == "auto":
+        from encoderforge.graph_passes.auto import auto_passes
+
+        if target not in TARGETS:
+            raise UnknownKeyError(f"unknown target {target!r}; choose one of: {', '.join(TARGETS)}")
+        return auto_passes(target)
+    return pipeline(target, precision)
 
 
 def resolve(name: str) -> GraphPass:

@@ -30,9 +30,10 @@ from encoderforge.manifest.sections import (
     TokenizerSettings,
     WithPast,
 )
+from encoderforge.manifest.selection import Candidate, LatencyPoint, Selection
 
-__all__ = ["READABLE_VERSIONS", "SCHEMA_VERSION", "EmbeddingSettings", "EngineEntry", "FileEntry", "Manifest",
-           "OptimizedFrom", "PassRecord", "PositionRule", "Precision", "Target", "TensorSpec", "TokenizerSettings",
+__all__ = ["READABLE_VERSIONS", "SCHEMA_VERSION", "Candidate", "EmbeddingSettings", "EngineEntry", "FileEntry", "LatencyPoint",
+           "Manifest", "OptimizedFrom", "PassRecord", "PositionRule", "Precision", "Selection", "Target", "TensorSpec", "TokenizerSettings",
            "WithPast"]
 
 SCHEMA_VERSION = 2
@@ -85,6 +86,7 @@ class Manifest:
     engines: tuple[EngineEntry, ...] = ()  # TensorRT engines built for this graph (build-engine)
     backends: tuple[str, ...] = ()  # runtime backends known to load this graph; empty: unknown (derive)
     untrained_weights: tuple[str, ...] = ()  # head weights transformers initialised (export --allow-untrained-head)
+    selection: Selection | None = None  # optimize --precision auto: the measured candidates and the runtime choice
 
     @classmethod
     def from_json(cls, data: object, *, source: str = "manifest.json") -> Manifest:
@@ -101,6 +103,7 @@ class Manifest:
         embedding = r.raw("embedding", required=False)
         with_past = r.raw("with_past", required=False)
         origin = r.raw("optimized_from", required=False)
+        selection = r.raw("selection", required=False)
         return cls(
             schema_version=SCHEMA_VERSION, family=r.string("family"), task=r.string("task"), model_file=r.string("model_file"),
             inputs=_tensors(r, "inputs"), outputs=_tensors(r, "outputs"), feeds=r.str_map("feeds", required=True),
@@ -118,6 +121,7 @@ class Manifest:
             optimize_seconds=r.opt_float("optimize_seconds"),
             engines=r.records("engines", EngineEntry.read, "a list of engine entries"), backends=r.strs("backends"),
             untrained_weights=r.strs("untrained_weights"),
+            selection=None if selection is None else Selection.read(r.sub("selection")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -138,6 +142,7 @@ class Manifest:
                 "path": self.optimized_from.path, "model_sha256": self.optimized_from.model_sha256},
             "optimize_seconds": self.optimize_seconds, "engines": [e.to_json() for e in self.engines],
             "backends": list(self.backends), "untrained_weights": list(self.untrained_weights),
+            "selection": None if self.selection is None else self.selection.to_json(),
             "files": {name: {"sha256": f.sha256, "bytes": f.bytes} for name, f in self.files.items()},
         }
         return data

@@ -28,6 +28,10 @@ class Precision(str, Enum):
         return "int8" if self.is_int8 else self.value
 
 
+# What --precision accepts: auto measures the CPU candidates and records one of the others (graph_passes/auto.py).
+PRECISION_CHOICES = ("auto", *(p.value for p in Precision))
+
+
 class Target(str, Enum):
     """Where an optimized graph is meant to run."""
 

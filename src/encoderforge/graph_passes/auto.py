@@ -1,0 +1,316 @@
+"""`--precision auto` (the default of `optimize --target cpu`): build the CPU candidates, measure each on this
+machine, keep the fastest within the accuracy bound.
+
+    graphs (built once)                 candidates (engine x precision)
+    fused         cpu fp32 pipeline  ─► onnxruntime-cpu fp32
+    int8-dynamic  cpu int8-dynamic   ─► onnxruntime-cpu int8-dynamic
+    int8-static   cpu int8-static    ─► onnxruntime-cpu int8-static, openvino int8-static (rest in bf16 / f32)
+    plain         the export itself  ─► openvino f32, openvino bf16 (CPUs with AMX-BF16 / AVX512-BF16)
+
+Each candidate is loaded through its runtime backend exactly as `load()` will run it, checked on held-out
+text against the fp32 source (fidelity.py's accuracy drop) and timed at the artifact's typical shapes (batch
+1 and 8, sequence 128 or the artifact's maximum), all candidates interleaved round by round so a burst of
+load elsewhere hits them alike. The score is the geometric mean of the p50s; the fastest candidate within
+the bound wins. The output artifact holds the winner's graph and, in its manifest's `selection`, the whole
+table (engine, precision, p50 per shape, fidelity, why each other one was rejected), which `load()` reads
+to run the artifact on the chosen backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from encoderforge.artifact import Artifact
+from encoderforge.cpu import CpuFeatures, current_cpu
+from encoderforge.errors import EncoderForgeError, UnsupportedError, ValidationError
+from encoderforge.manifest import Candidate, LatencyPoint, Precision, Selection
+from encoderforge.runtime.backends import Session, get_backend
+
+if TYPE_CHECKING:
+    from encoderforge.fidelity import FidelityReport
+    from encoderforge.graph_passes import OptimizeConfig
+
+log = logging.getLogger(__name__)
+
+ORT = "onnxruntime-cpu"
+OPENVINO = "openvino"
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+INT8_FLAGS = frozenset({"amx_int8", "avx512_vnni", "avx_vnni"})
+# graph name -> (precision of the graph, the cpu pipeline that builds it; None: the source export as is)
+GRAPHS: dict[str, tuple[Precision, Precision | None]] = {
+    "fused": (Precision.FP32, Precision.FP32),
+    "int8-dynamic": (Precision.INT8_DYNAMIC, Precision.INT8_DYNAMIC),
+    "int8-static": (Precision.INT8_STATIC, Precision.INT8_STATIC),
+    "plain": (Precision.FP32, None),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoOptions:
+    """How auto measures. Defaults keep roberta-base on 2 cores well under 5 minutes."""
+
+    batch_sizes: tuple[int, ...] = (1, 8)
+    sequence_length: int = 128  # capped at the artifact's maximum length
+    seconds: float = 1.5  # timing budget per candidate and shape, spread over `rounds`
+    rounds: int = 3
+    backends: tuple[str, ...] | None = None  # None: every installed CPU engine
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UnsupportedError(f"auto batch sizes {self.batch_sizes!r} must be positive, e.g. (1, 8)")
+        if self.sequence_length < 8:
+            raise UnsupportedError(f"auto sequence length {self.sequence_length} is below 8; pass e.g. 128")
+        if self.seconds <= 0 or self.rounds < 1:
+            raise UnsupportedError(f"auto timing needs seconds > 0 and rounds >= 1, got {self.seconds}, {self.rounds}")
+        unknown = set(self.backends or ()) - {ORT, OPENVINO}
+        if unknown:
+            raise UnsupportedError(f"auto measures {ORT} and {OPENVINO}; unknown backend(s) {sorted(unknown)}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A candidate before measurement: which backend runs which graph at which precision."""
+
+    backend: str
+    precision: str  # fp32 | bf16 | int8-dynamic | int8-static
+    graph: str  # a key of GRAPHS
+    options: tuple[tuple[str, str], ...] = ()  # backend options load() will pass
+
+    def relies_on(self, cpu: CpuFeatures) -> tuple[str, ...]:
+        """The flags of this CPU the candidate's speed comes from (any one suffices at load time)."""
+        wanted = BF16_FLAGS if "bf16" in (self.precision, dict(self.options).get("precision")) else frozenset()
+        if self.precision.startswith("int8"):
+            wanted = wanted | INT8_FLAGS
+        return tuple(sorted(cpu.flags & wanted))
+
+
+def plans(cpu: CpuFeatures) -> list[tuple[Plan, str | None]]:
+    """Every candidate with the reason it cannot be tried on this CPU (None: it can)."""
+    rest = "bf16" if cpu.bf16 else "f32"
+    no_bf16 = None if cpu.bf16 else "this CPU has no AMX-BF16 / AVX512-BF16 (bf16 would be emulated)"
+    return [
+        (Plan(ORT, "fp32", "fused"), None),
+        (Plan(ORT, "int8-dynamic", "int8-dynamic"), None),
+        (Plan(ORT, "int8-static", "int8-static"), None),
+        (Plan(OPENVINO, "fp32", "plain", (("precision", "f32"),)), None),
+        (Plan(OPENVINO, "bf16", "plain", (("precision", "bf16"),)), no_bf16),
+        (Plan(OPENVINO, "int8-static", "int8-static", (("precision", rest),)), None),
+    ]
+
+
+def auto_passes(target: str) -> tuple[str, ...]:
+    """Every pass auto may run (for option checks); auto is a CPU procedure."""
+    from encoderforge.graph_passes.pipelines import pipeline
+
+    if target != "cpu":
+        raise UnsupportedError(f"--precision auto measures CPU engines; for --target {target} choose "
+                               "--precision fp32, fp16 or int8-static")
+    names: list[str] = []
+    for _, built_by in GRAPHS.values():
+        if built_by is not None:
+            names.extend(n for n in pipeline("cpu", built_by.value) if n not in names)
+    return tuple(names)
+
+
+@dataclass
+class _Trial:
+    plan: Plan
+    relies_on: tuple[str, ...]
+    session: Session | None = None
+    rejected: str | None = None
+    fidelity: FidelityReport | None = None
+    samples: dict[int, list[float]] = field(default_factory=dict)  # batch size -> ms per call
+
+    def p50(self, batch: int) -> float:
+        return float(np.median(self.samples[batch]))
+
+    def score(self, batches: tuple[int, ...]) -> float:
+        return math.exp(sum(math.log(self.p50(b)) for b in batches) / len(batches))
+
+
+class _Progress:
+    """A tqdm bar over the auto steps (silent when disabled)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc="auto", unit="step", leave=False)
+
+    def step(self, what: str, count: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.set_description(f"auto: {what}")
+            self._bar.update(count)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> Artifact:
+    """Build, measure and choose (see the module doc); write the winner to `config.output`."""
+    from encoderforge.graph_passes import AUTO, DEFAULT_MAX_DROP, resolve, run_passes, write_artifact
+    from encoderforge.graph_passes.pipelines import pipeline
+
+    settings = config.auto
+    cpu = current_cpu()
+    bound = DEFAULT_MAX_DROP[AUTO] if config.max_accuracy_drop is None else float(config.max_accuracy_drop)
+    wanted = settings.backends or (ORT, OPENVINO)
+    trials: list[_Trial] = []
+    skipped: list[Candidate] = []
+    for plan, why_not in plans(cpu):
+        reason = why_not
+        if plan.backend not in wanted:
+            reason = "not asked for (auto backends)"
+        elif reason is None:
+            reason = get_backend(plan.backend).available()
+        if reason is None:
+            trials.append(_Trial(plan, plan.relies_on(cpu)))
+        else:
+            skipped.append(Candidate(backend=plan.backend, precision=plan.precision, graph=plan.graph, rejected=reason))
+    graph_names = list(dict.fromkeys(t.plan.graph for t in trials))
+    sequence = min(settings.sequence_length, source.max_length)
+    progress = _Progress(len(graph_names) + len(trials) + len(settings.batch_sizes) * settings.rounds,
+                         settings.progress)
+    built: dict[str, tuple[onnx.ModelProto, list[Any], Artifact]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="encoderforge-auto-") as scratch:
+            work = Path(scratch)
+            for name in graph_names:
+                graph_precision, built_by = GRAPHS[name]
+                names = () if built_by is None else pipeline("cpu", built_by.value)
+                try:
+                    model, results = run_passes(source, [resolve(n) for n in names], config, work)
+                    artifact = write_artifact(source, model, config, results, {}, 0.0, output=work / name,
+                                              precision=graph_precision.value, force=True)
+                    built[name] = (model, results, artifact)
+                except EncoderForgeError as exc:
+                    for trial in trials:
+                        if trial.plan.graph == name:
+                            trial.rejected = f"building the {name} graph failed: {exc}"
+                progress.step(f"built {name} graph")
+            _load_and_check(source, trials, built, config, progress)
+            live = [t for t in trials if t.session is not None]
+            _time(source, live, settings.batch_sizes, sequence, settings, progress)
+            chosen = _choose(trials, settings.batch_sizes, bound, config)
+            table = _table(trials, skipped, chosen, settings.batch_sizes, sequence)
+            selection = Selection(backend=chosen.plan.backend, precision=chosen.plan.precision,
+                                  options=chosen.plan.options, cpu_model=cpu.model, cpu_kind=cpu.kind,
+                                  cpu_features=chosen.relies_on, max_accuracy_drop=bound, candidates=table)
+            model, results, _ = built[chosen.plan.graph]
+            assert chosen.fidelity is not None  # _choose only accepts measured trials
+            fidelity = {**chosen.fidelity.as_manifest(),
+                        "reference": f"fp32 source artifact, onnxruntime CPU; candidate on {chosen.plan.backend} "
+                                     f"{chosen.plan.precision}",
+                        "bound": {"max_accuracy_drop": bound, "explicit": config.max_accuracy_drop is not None}}
+            return write_artifact(source, model, config, results, fidelity, time.perf_counter() - started,
+                                  precision=GRAPHS[chosen.plan.graph][0].value, selection=selection)
+    finally:
+        progress.close()
+        for trial in trials:
+            if trial.session is not None:
+                trial.session.close()
+
+
+def _load_and_check(source: Artifact, trials: list[_Trial], built: Mapping[str, tuple[Any, Any, Artifact]],
+                    config: OptimizeConfig, progress: _Progress) -> None:
+    """Load every candidate on its backend and measure its fidelity against the fp32 source."""
+    from encoderforge.fidelity import compare_outputs, fidelity_feeds, make_session, pooling_of, run_model
+
+    feeds = fidelity_feeds(source, count=config.fidelity_samples)
+    reference = run_model(make_session(source.model_path), feeds)
+    for trial in trials:
+        if trial.rejected is None:
+            try:
+                session = get_backend(trial.plan.backend).load(built[trial.plan.graph][2], **dict(trial.plan.options))
+                names = {i.name for i in session.inputs()}
+                outputs = [session.run({k: v for k, v in feed.items() if k in names}) for feed in feeds]
+                trial.fidelity = compare_outputs(reference, outputs, feeds, pooling=pooling_of(source))
+                trial.session = session
+            except EncoderForgeError as exc:
+                trial.rejected = f"{trial.plan.backend} could not run it: {exc}"
+        progress.step(f"checked {trial.plan.backend} {trial.plan.precision}")
+
+
+def _time(source: Artifact, trials: list[_Trial], batches: tuple[int, ...], sequence: int, settings: AutoOptions,
+          progress: _Progress) -> None:
+    """p50 per batch size, candidates interleaved round by round (a warm-up call each first)."""
+    from encoderforge.bench.inputs import build_inputs
+    from encoderforge.tokenization import ArtifactTokenizer
+
+    tokenizer = ArtifactTokenizer.from_artifact(source)
+    per_round = settings.seconds / settings.rounds
+    for batch in batches:
+        feed = build_inputs(source, tokenizer, batch, sequence).feed
+        calls: list[tuple[_Trial, Callable[[], object]]] = []
+        for trial in trials:
+            assert trial.session is not None
+            names = {i.name for i in trial.session.inputs()}
+            own = {k: v for k, v in feed.items() if k in names}
+            run = trial.session.run
+            calls.append((trial, lambda run=run, own=own: run(own)))  # type: ignore[misc]
+            trial.samples[batch] = []
+        for _, call in calls:
+            call()  # warm-up: first-call allocations and compilation
+        for round_index in range(settings.rounds):
+            for trial, call in calls:
+                deadline = time.perf_counter() + per_round
+                while True:  # at least one call per round, however slow
+                    start = time.perf_counter()
+                    call()
+                    trial.samples[batch].append((time.perf_counter() - start) * 1e3)
+                    if time.perf_counter() >= deadline:
+                        break
+            progress.step(f"timed batch {batch}, round {round_index + 1}")
+
+
+def _choose(trials: list[_Trial], batches: tuple[int, ...], bound: float, config: OptimizeConfig) -> _Trial:
+    """The fastest trial within the bound; every other trial gets its reason."""
+    for trial in trials:
+        if trial.rejected is None and trial.fidelity is not None:
+            drop = trial.fidelity.accuracy_drop
+            if not trial.fidelity.finite or not drop <= bound:
+                trial.rejected = f"accuracy drop {drop:.3g} > bound {bound:g}"
+    accepted = [t for t in trials if t.rejected is None and t.samples]
+    if not accepted:
+        tried = "; ".join(f"{t.plan.backend} {t.plan.precision}: {t.rejected}" for t in trials) or "no candidate"
+        relax = "relax it with --max-accuracy-drop" if config.max_accuracy_drop is None else "raise --max-accuracy-drop"
+        raise ValidationError(f"no auto candidate meets the fidelity bound (accuracy drop <= {bound:g}): {tried}; "
+                              f"{relax}, or pick a --precision")
+    chosen = min(accepted, key=lambda t: t.score(batches))
+    for trial in accepted:
+        if trial is not chosen:
+            trial.rejected = f"slower: {trial.score(batches) / chosen.score(batches):.2f}x the chosen one's time"
+    return chosen
+
+
+def _table(trials: list[_Trial], skipped: list[Candidate], chosen: _Trial, batches: tuple[int, ...],
+           sequence: int) -> tuple[Candidate, ...]:
+    """Every candidate, measured ones fastest first, then those that could not be tried."""
+    rows = []
+    for trial in trials:
+        report = trial.fidelity
+        latency = tuple(LatencyPoint(b, sequence, round(trial.p50(b), 3)) for b in batches if trial.samples.get(b))
+        rows.append(Candidate(
+            backend=trial.plan.backend, precision=trial.plan.precision, graph=trial.plan.graph, latency=latency,
+            score_ms=round(trial.score(batches), 3) if len(latency) == len(batches) else None,
+            accuracy_drop=None if report is None else float(report.accuracy_drop),
+            min_cosine=None if report is None else float(report.min_cosine),
+            median_sqnr_db=None if report is None or not math.isfinite(report.median_sqnr_db)
+            else float(report.median_sqnr_db),
+            rejected=None if trial is chosen else trial.rejected,
+        ))
+    return tuple(sorted(rows, key=lambda c: (c.score_ms is None, c.score_ms or 0.0))) + tuple(skipped)
+

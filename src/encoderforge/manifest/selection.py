@@ -1,0 +1,106 @@
+"""The `selection` section: what `optimize --precision auto` measured on the machine it ran on, and its choice.
+
+    selection.backend / precision / options   what load() runs the graph with (e.g. openvino, bf16)
+    selection.cpu_features                    the flags the choice relies on (any one suffices at load time)
+    selection.candidates                      every (engine, precision) tried: p50 per shape, fidelity, why not
+
+A candidate's `rejected` is None for the choice and a one-line reason for every other one (too slow, over the
+accuracy bound, engine not installed, CPU lacking the instructions, failed to build or compile).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from encoderforge.manifest.reader import Reader
+from encoderforge.manifest.sections import Section
+
+JSON_OPTION_TYPES = (str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class LatencyPoint(Section):
+    batch_size: int
+    sequence_length: int
+    p50_ms: float
+
+    @classmethod
+    def read(cls, r: Reader) -> LatencyPoint:
+        p50 = r.opt_float("p50_ms")
+        if p50 is None:
+            r.fail("p50_ms", "a number", None)
+        return cls(r.integer("batch_size"), r.integer("sequence_length"), p50)
+
+    def to_json(self) -> dict[str, object]:
+        return {"batch_size": self.batch_size, "sequence_length": self.sequence_length, "p50_ms": self.p50_ms}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidate(Section):
+    """One (engine, precision) that auto built and measured (or could not)."""
+
+    backend: str  # onnxruntime-cpu | openvino
+    precision: str  # what it computes in: fp32 | bf16 | int8-dynamic | int8-static
+    graph: str  # the graph it ran: fused | plain | int8-dynamic | int8-static
+    latency: tuple[LatencyPoint, ...] = ()
+    score_ms: float | None = None  # geometric mean of the p50s: what the choice minimises
+    accuracy_drop: float | None = None  # 1 - task agreement vs the fp32 source (fidelity.py)
+    min_cosine: float | None = None
+    median_sqnr_db: float | None = None
+    rejected: str | None = None  # None: the choice
+
+    @classmethod
+    def read(cls, r: Reader) -> Candidate:
+        return cls(backend=r.string("backend"), precision=r.string("precision"), graph=r.string("graph"),
+                   latency=r.records("latency", LatencyPoint.read, "a list of {batch_size, sequence_length, p50_ms}"),
+                   score_ms=r.opt_float("score_ms"), accuracy_drop=r.opt_float("accuracy_drop"),
+                   min_cosine=r.opt_float("min_cosine"), median_sqnr_db=r.opt_float("median_sqnr_db"),
+                   rejected=r.opt_string("rejected"))
+
+    def to_json(self) -> dict[str, object]:
+        return {"backend": self.backend, "precision": self.precision, "graph": self.graph,
+                "latency": [p.to_json() for p in self.latency], "score_ms": self.score_ms,
+                "accuracy_drop": self.accuracy_drop, "min_cosine": self.min_cosine,
+                "median_sqnr_db": self.median_sqnr_db, "rejected": self.rejected}
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}"
+
+    def p50(self, batch_size: int) -> float | None:
+        return next((p.p50_ms for p in self.latency if p.batch_size == batch_size), None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Selection(Section):
+    backend: str
+    precision: str
+    options: tuple[tuple[str, str | int | float | bool], ...]  # backend options load() passes, sorted by name
+    cpu_model: str
+    cpu_kind: str
+    cpu_features: tuple[str, ...]  # flags the choice needs, any one of them (empty: none)
+    max_accuracy_drop: float
+    candidates: tuple[Candidate, ...]
+
+    @classmethod
+    def read(cls, r: Reader) -> Selection:
+        options = r.obj("options")
+        if not all(isinstance(v, JSON_OPTION_TYPES) for v in options.values()):
+            r.fail("options", "an object of scalar backend options", options)
+        bound = r.opt_float("max_accuracy_drop")
+        if bound is None:
+            r.fail("max_accuracy_drop", "a number", None)
+        return cls(backend=r.string("backend"), precision=r.string("precision"),
+                   options=tuple(sorted((str(k), v) for k, v in options.items())),
+                   cpu_model=r.string("cpu_model"), cpu_kind=r.string("cpu_kind"),
+                   cpu_features=r.strs("cpu_features"), max_accuracy_drop=bound,
+                   candidates=r.records("candidates", Candidate.read, "a list of candidates", required=True))
+
+    def to_json(self) -> dict[str, object]:
+        return {"backend": self.backend, "precision": self.precision, "options": dict(self.options),
+                "cpu_model": self.cpu_model, "cpu_kind": self.cpu_kind, "cpu_features": list(self.cpu_features),
+                "max_accuracy_drop": self.max_accuracy_drop, "candidates": [c.to_json() for c in self.candidates]}
+
+    @property
+    def chosen(self) -> Candidate | None:
+        return next((c for c in self.candidates if c.rejected is None), None)

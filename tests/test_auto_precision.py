@@ -1,0 +1,175 @@
+"""`optimize --precision auto`: candidates built, measured on this machine, the fastest within the bound kept,
+the table in the manifest; `load()` runs the recorded choice where it still applies, and says so where not."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from encoderforge.artifact import Artifact, write_manifest
+from encoderforge.cli import main
+from encoderforge.cpu import CpuFeatures
+from encoderforge.errors import ArtifactError, ValidationError
+from encoderforge.graph_passes import AutoOptions, OptimizeConfig, optimize
+from encoderforge.graph_passes.auto import GRAPHS, Plan, _choose, _Trial
+from encoderforge.manifest import Manifest, Selection
+from encoderforge.runtime import load
+from encoderforge.runtime.backends import get_backend
+
+FAST = AutoOptions(seconds=0.03, rounds=1, progress=False)
+HAS_OPENVINO = get_backend("openvino").available() is None
+BF16_CPU = CpuFeatures("fake bf16 Xeon", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}), "x86_64")
+PLAIN_CPU = CpuFeatures("fake AVX2 EPYC", frozenset({"avx2", "fma"}), "x86_64")
+
+
+@pytest.fixture(scope="module")
+def source(artifact: Callable[..., Artifact]) -> Artifact:
+    return artifact("roberta", "question-answering")
+
+
+@pytest.fixture(scope="module")
+def auto(source: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    return optimize(OptimizeConfig(artifact=source.path, output=tmp_path_factory.mktemp("auto") / "a", auto=FAST))
+
+
+def test_auto_is_the_cpu_default_and_keeps_the_fastest_within_the_bound(auto: Artifact) -> None:
+    selection = auto.manifest.selection
+    assert selection is not None and selection.chosen is not None
+    chosen = selection.chosen
+    assert [c.rejected for c in selection.candidates].count(None) == 1
+    measured = [c for c in selection.candidates if c.latency]
+    assert {(c.backend, c.precision) for c in measured} >= {("onnxruntime-cpu", "fp32"),
+                                                            ("onnxruntime-cpu", "int8-dynamic"),
+                                                            ("onnxruntime-cpu", "int8-static")}
+    for c in measured:
+        assert [p.batch_size for p in c.latency] == [1, 8] and all(p.p50_ms > 0 for p in c.latency)
+        assert c.accuracy_drop is not None and c.min_cosine is not None and c.score_ms is not None
+        within = c.accuracy_drop <= selection.max_accuracy_drop
+        if c is not chosen:
+            assert c.rejected  # a reason, in words
+            assert ("slower" in c.rejected) == within
+            if within:
+                assert chosen.score_ms is not None and c.score_ms >= chosen.score_ms
+    assert chosen.accuracy_drop is not None and chosen.accuracy_drop <= selection.max_accuracy_drop == 5e-3
+    # the artifact holds the chosen graph; the manifest's fidelity is the chosen candidate's
+    assert auto.manifest.precision == GRAPHS[chosen.graph][0]
+    assert auto.manifest.fidelity is not None
+    assert auto.manifest.fidelity["accuracy_drop"] == pytest.approx(chosen.accuracy_drop)
+    assert chosen.backend in auto.manifest.backends
+    assert selection.backend == chosen.backend and selection.precision == chosen.precision
+
+
+def test_the_table_survives_the_manifest_round_trip(auto: Artifact) -> None:
+    data = json.loads((auto.path / "manifest.json").read_text())
+    assert Manifest.from_json(data).selection == auto.manifest.selection
+    data["selection"]["candidates"][0]["latency"] = "fast"
+    with pytest.raises(ArtifactError, match=r"field 'selection.candidates.*latency' must be a list"):
+        Manifest.from_json(data)
+
+
+def test_load_runs_the_recorded_backend(auto: Artifact) -> None:
+    selection = auto.manifest.selection
+    assert selection is not None
+    pipe = load(auto.path, device="cpu")
+    assert pipe.session.backend == selection.backend
+    answer = pipe(question="Who rebuilt the mill?", context="The mill was rebuilt by Ada in 1900.")
+    assert isinstance(answer, dict) and answer["answer"]
+    # an explicit backend still wins
+    assert load(auto.path, backend="onnxruntime-cpu").session.backend == "onnxruntime-cpu"
+
+
+def _recorded_as(artifact: Artifact, target: Path, selection: Selection) -> Path:
+    """A copy of the artifact whose manifest records another choice."""
+    import shutil
+
+    shutil.copytree(artifact.path, target)
+    write_manifest(target, replace(artifact.manifest, selection=selection))
+    return target
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'encoderforge[openvino]')")
+def test_a_bf16_choice_runs_where_the_cpu_has_bf16_and_falls_back_with_a_reason_where_not(
+        source: Artifact, auto: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert auto.manifest.selection is not None
+    bf16 = replace(auto.manifest.selection, backend="openvino", precision="bf16", options=(("precision", "bf16"),),
+                   cpu_features=("amx_bf16",))
+    path = _recorded_as(source, tmp_path / "bf16", bf16)  # the plain export: a graph openvino reads
+    import encoderforge.cpu
+
+    monkeypatch.setattr(encoderforge.cpu, "current_cpu", lambda: BF16_CPU)
+    pipe = load(path, device="cpu")
+    assert pipe.session.backend == "openvino" and pipe.session.precision == "bf16"
+    monkeypatch.setattr(encoderforge.cpu, "current_cpu", lambda: PLAIN_CPU)
+    with caplog.at_level(logging.WARNING, logger="encoderforge.runtime"):
+        fallback = load(path, device="cpu")
+    assert fallback.session.backend == "onnxruntime-cpu"
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "optimize chose openvino bf16" in warning and "amx_bf16" in warning and "onnxruntime-cpu instead" in warning
+
+
+def test_a_choice_whose_backend_is_missing_falls_back_with_a_reason(
+        source: Artifact, auto: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert auto.manifest.selection is not None
+    path = _recorded_as(source, tmp_path / "ov", replace(auto.manifest.selection, backend="openvino", cpu_features=()))
+    backend = get_backend("openvino")
+    monkeypatch.setattr(type(backend), "available", lambda self: "openvino is not installed (pip install it)")
+    with caplog.at_level(logging.WARNING, logger="encoderforge.runtime"):
+        pipe = load(path, device="cpu")
+    assert pipe.session.backend == "onnxruntime-cpu"
+    assert "openvino is not installed" in caplog.text and "running on onnxruntime-cpu instead" in caplog.text
+
+
+def test_engines_not_installed_are_listed_not_measured(source: Artifact, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = get_backend("openvino")
+    monkeypatch.setattr(type(backend), "available", lambda self: "openvino is not installed (pip install it)")
+    result = optimize(OptimizeConfig(artifact=source.path, output=tmp_path / "a", precision="auto", auto=FAST))
+    selection = result.manifest.selection
+    assert selection is not None and selection.backend == "onnxruntime-cpu"
+    vino = [c for c in selection.candidates if c.backend == "openvino"]
+    assert vino and all(not c.latency and c.rejected for c in vino)
+    assert any(c.rejected == "openvino is not installed (pip install it)" for c in vino)
+
+
+def _trial(precision: str, drop: float, p50: tuple[float, float]) -> _Trial:
+    class Report:
+        accuracy_drop = drop
+        finite = True
+
+    trial = _Trial(Plan("onnxruntime-cpu", precision, precision), ())
+    trial.fidelity = Report()  # type: ignore[assignment]
+    trial.samples = {1: [p50[0]], 8: [p50[1]]}
+    return trial
+
+
+def test_choice_is_the_fastest_within_the_bound_by_geometric_mean() -> None:
+    fast_but_wrong = _trial("int8-static", 0.02, (1.0, 8.0))
+    balanced = _trial("int8-dynamic", 0.004, (4.0, 16.0))  # geomean 8
+    skewed = _trial("fp32", 0.0, (2.0, 40.0))  # geomean ~8.9
+    config = OptimizeConfig(artifact="a", output="b")
+    assert _choose([fast_but_wrong, balanced, skewed], (1, 8), 0.005, config) is balanced
+    assert fast_but_wrong.rejected == "accuracy drop 0.02 > bound 0.005"
+    assert skewed.rejected == "slower: 1.12x the chosen one's time"
+
+
+def test_no_candidate_within_the_bound_is_one_error_naming_each() -> None:
+    trials = [_trial("int8-static", 0.02, (1.0, 8.0)), _trial("fp32", 0.01, (2.0, 9.0))]
+    with pytest.raises(ValidationError) as caught:
+        _choose(trials, (1, 8), 0.005, OptimizeConfig(artifact="a", output="b"))
+    message = str(caught.value)
+    assert "\n" not in message and "int8-static: accuracy drop 0.02 > bound 0.005" in message
+    assert "fp32: accuracy drop 0.01" in message and "--max-accuracy-drop" in message
+
+
+def test_the_cli_prints_the_table(source: Artifact, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["optimize", str(source.path), "--output", str(tmp_path / "a"), "--auto-seconds", "0.03"]) == 0
+    out = capsys.readouterr().out
+    assert "auto on " in out and "CHOSEN" in out and "b1 p50" in out and "b8 p50" in out
+    assert out.count("CHOSEN") == 1
