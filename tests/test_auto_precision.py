@@ -173,3 +173,14 @@ def test_the_cli_prints_the_table(source: Artifact, tmp_path: Path, capsys: pyte
     out = capsys.readouterr().out
     assert "auto on " in out and "CHOSEN" in out and "b1 p50" in out and "b8 p50" in out
     assert out.count("CHOSEN") == 1
+
+
+def test_the_demo_latency_table_times_torch_plain_ort_and_ours(source: Artifact, auto: Artifact) -> None:
+    from encoderforge.demo import SHAPES, latency_table
+
+    rows = latency_table(source, auto, seconds=0.05)
+    assert auto.manifest.selection is not None
+    assert [r.engine for r in rows] == ["PyTorch eager (fp32)", "ONNX Runtime, plain export",
+                                        f"encoderforge ({auto.manifest.selection.backend} "
+                                        f"{auto.manifest.selection.precision})"]
+    assert all(len(r.p50_ms) == len(SHAPES) and all(ms > 0 for ms in r.p50_ms) for r in rows)

@@ -46,13 +46,28 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from encoderforge.demo import run_demo
+    from encoderforge.cli.optimize import selection_lines
+    from encoderforge.demo import CONTEXT, QUESTION, SHAPES, run_demo
     from encoderforge.summary import validation_lines
 
-    for artifact in run_demo(Path(args.output), force=args.force):
+    result = run_demo(Path(args.output), force=args.force)
+    for artifact in result.artifacts:
         print(f"\n{artifact.path}: {artifact.manifest.source} ({artifact.family}, {artifact.task}), "
               f"exported in {artifact.manifest.export_seconds} s")
         print("\n".join(validation_lines(artifact.manifest.validation)))
+    optimized = result.optimized
+    selection = optimized.manifest.selection
+    print(f"\n{optimized.path}: optimize --precision auto in {optimized.manifest.optimize_seconds} s")
+    if selection is not None:
+        print("\n".join(selection_lines(selection)))
+    print(f"\nQ: {QUESTION}\nC: {CONTEXT}\nA: {result.answer!r} (score {result.score:.3f}; "
+          "random weights, so the span is arbitrary: the point is the path from text to answer)")
+    shapes = "".join(f"{f'batch {b} p50 (vs torch)':>24}" for b, _ in SHAPES)
+    print(f"\nlatency here, model only, sequence {SHAPES[0][1]}:\n  {'engine':<36}{shapes}")
+    torch_ms = result.latency[0].p50_ms
+    for row in result.latency:
+        cells = "".join(f"{f'{ms:.1f} ms ({base / ms:.1f}x)':>24}" for ms, base in zip(row.p50_ms, torch_ms))
+        print(f"  {row.engine:<36}{cells}")
     return 0
 
 
