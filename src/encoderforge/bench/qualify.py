@@ -81,8 +81,10 @@ def measure(engine: Engine, reference: Reference, feeds: Sequence[Feed], *, pool
     report = compare_outputs(reference.outputs, candidate, feeds, pooling=pooling)
     sqnr = report.median_sqnr_db
     return {"reference": reference.name, "feeds": len(feeds), "min_cosine": round(report.min_cosine, 6),
-            "median_sqnr_db": round(sqnr, 2) if math.isfinite(sqnr) else None,  # None: no noise at all
-            "max_abs_diff": float(f"{report.max_abs_diff:.4g}"), "argmax_agreement": report.argmax_agreement,
+            # JSON has no infinity: None is +inf (no noise at all), or -inf when `nonfinite` > 0
+            "median_sqnr_db": round(sqnr, 2) if math.isfinite(sqnr) else None,
+            "max_abs_diff": float(f"{report.max_abs_diff:.4g}") if math.isfinite(report.max_abs_diff) else None,
+            "argmax_agreement": report.argmax_agreement,
             "nonfinite": sum(o.nonfinite for o in report.outputs.values()),
             "qualifies": report.finite and qualifies(report.min_cosine, sqnr)}
 

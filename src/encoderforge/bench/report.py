@@ -86,9 +86,10 @@ def fidelity_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
             rows.append((str(e["group"]), str(e["name"]), str(e["role"]), f"not measured: {f['skipped']}",
                          "-", "-", "-", "-", "-"))
             continue
-        sqnr = "inf" if f["median_sqnr_db"] is None else _fmt(float(f["median_sqnr_db"]), 1)
+        none = "-inf" if f.get("nonfinite") else "inf"  # JSON has no infinity: None with or without non-finite outputs
+        sqnr = none if f["median_sqnr_db"] is None else _fmt(float(f["median_sqnr_db"]), 1)
         rows.append((str(e["group"]), str(e["name"]), str(e["role"]), str(f["reference"]),
-                     _fmt(float(f["min_cosine"]), 5), sqnr, _fmt(float(f["max_abs_diff"]), 4),
+                     _fmt(float(f["min_cosine"]), 5), sqnr, _fmt(f["max_abs_diff"], 4),
                      _fmt(f.get("argmax_agreement"), 3), _yes_no(f["qualifies"])))
     return rows
 
