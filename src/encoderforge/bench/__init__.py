@@ -5,8 +5,9 @@
     write_report(result, Path("bench/"))
 
 Modules: measure (timing and memory), fingerprint (environment), inputs (texts and feeds of a given length),
-engines / peers / optimum_peer (what is timed), runner (the sweep), report (table, JSON, markdown, PNG),
-regression (the --baseline check). Imports neither torch nor transformers unless a torch peer is requested.
+engines / peers / optimum_peer / openvino_peers (what is timed), qualify (fidelity against the fp32 reference,
+the fastest qualifying peer), runner (the sweep), report (table, JSON, markdown, PNG), regression (the
+--baseline check). Imports neither torch nor transformers unless a torch peer is requested.
 """
 
 from __future__ import annotations

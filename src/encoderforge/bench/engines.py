@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from encoderforge.artifact import Artifact
 from encoderforge.bench.inputs import PointInputs
 from encoderforge.errors import EncoderForgeError
@@ -21,6 +23,7 @@ from encoderforge.manifest import Precision
 
 Mode = Literal["model", "e2e"]
 Call = Callable[[], object]
+Feed = dict[str, np.ndarray]
 
 
 class Skip(Exception):
@@ -55,6 +58,10 @@ class Engine:
     def call(self, mode: Mode, inputs: PointInputs) -> Call:
         raise NotImplementedError
 
+    def outputs(self, feed: Feed) -> dict[str, np.ndarray]:
+        """Model-only outputs on one feed (graph output name -> array), for the fidelity check."""
+        raise Skip(f"{self.name} gives no model-only outputs")
+
     def close(self) -> None:
         pass
 
@@ -86,6 +93,49 @@ def session_or_pipeline_call(session: Any, pipeline: Any, mode: Mode, inputs: Po
     return run_pipeline(pipeline, inputs)
 
 
+def plain_export(group: Group, workdir: Path) -> Artifact | None:
+    """The group's plain fp32 export where one already exists: an artifact without passes, the export an
+    `optimize` run recorded it started from, or an earlier baseline export cached in `workdir`."""
+    for artifact in group.artifacts:
+        if not artifact.manifest.passes and artifact.manifest.precision is Precision.FP32:
+            return artifact
+    for artifact in group.artifacts:  # `optimize` records the fp32 export it started from
+        origin = artifact.manifest.optimized_from
+        if origin is not None and origin.path and (Path(origin.path) / "manifest.json").is_file():
+            plain = Artifact.load(origin.path, verify=False)
+            if not plain.manifest.passes and plain.manifest.precision is Precision.FP32:
+                return plain
+    target = workdir / f"{group.key}-export"
+    if (target / "manifest.json").is_file():
+        return Artifact.load(target, verify=False)
+    return None
+
+
+def standard_export(group: Group, workdir: Path) -> Artifact:
+    """The group's plain export (`plain_export`), else a fresh export of the source cached in `workdir`: what
+    every baseline peer (plain onnxruntime, OpenVINO, nncf) starts from."""
+    found = plain_export(group, workdir)
+    if found is not None:
+        return found
+    if group.source is None:
+        raise Skip("needs the source checkpoint for a standard export, and the manifest's source is not a "
+                   "directory here; pass an fp32 artifact without passes alongside")
+    try:
+        from encoderforge.exporters import ExportConfig, export
+    except ImportError as exc:
+        raise Skip(f"exporting the baseline needs the export extra ({exc}); pip install 'encoderforge[export]'")
+    try:
+        return export(ExportConfig(model=str(group.source), task=group.task, output=workdir / f"{group.key}-export"))
+    except (ImportError, EncoderForgeError) as exc:
+        raise Skip(f"standard export of {group.source} failed: {exc}") from exc
+
+
+def session_outputs(session: Any, feed: Feed) -> dict[str, np.ndarray]:
+    if session is None:
+        raise Skip("session not loaded")
+    return dict(session.run(feed))
+
+
 class EncoderForgeEngine(Engine):
     """An artifact through encoderforge.load (onnxruntime CPU): graph only, or text in -> answer out."""
 
@@ -107,6 +157,9 @@ class EncoderForgeEngine(Engine):
 
     def call(self, mode: Mode, inputs: PointInputs) -> Call:
         return session_or_pipeline_call(self.session, self.pipeline, mode, inputs)
+
+    def outputs(self, feed: Feed) -> dict[str, np.ndarray]:
+        return session_outputs(self.session, feed)
 
     def close(self) -> None:
         if self.pipeline is not None:
@@ -130,34 +183,8 @@ class OrtBaselineEngine(Engine):
         self.session: Any = None
         self.pipeline: Any = None
 
-    def _standard_export(self) -> Artifact:
-        """The group's plain export: an artifact without passes, else a fresh export of the source."""
-        for artifact in self.group.artifacts:
-            if not artifact.manifest.passes and artifact.manifest.precision is Precision.FP32:
-                return artifact
-        for artifact in self.group.artifacts:  # `optimize` records the fp32 export it started from
-            origin = artifact.manifest.optimized_from
-            if origin is not None and origin.path and (Path(origin.path) / "manifest.json").is_file():
-                plain = Artifact.load(origin.path, verify=False)
-                if not plain.manifest.passes and plain.manifest.precision is Precision.FP32:
-                    return plain
-        target = self.workdir / f"{self.group.key}-export"
-        if (target / "manifest.json").is_file():
-            return Artifact.load(target, verify=False)
-        if self.group.source is None:
-            raise Skip("needs the source checkpoint for a standard export, and the manifest's source is not a "
-                       "directory here; pass an fp32 artifact without passes alongside")
-        try:
-            from encoderforge.exporters import ExportConfig, export
-        except ImportError as exc:
-            raise Skip(f"exporting the baseline needs the export extra ({exc}); pip install 'encoderforge[export]'")
-        try:
-            return export(ExportConfig(model=str(self.group.source), task=self.group.task, output=target))
-        except (ImportError, EncoderForgeError) as exc:
-            raise Skip(f"standard export of {self.group.source} failed: {exc}") from exc
-
     def _model_file(self) -> tuple[Artifact, Path]:
-        plain = self._standard_export()
+        plain = standard_export(self.group, self.workdir)
         if not self.int8:
             return plain, plain.model_path
         from onnxruntime.quantization import quantize_dynamic
@@ -187,6 +214,9 @@ class OrtBaselineEngine(Engine):
 
     def call(self, mode: Mode, inputs: PointInputs) -> Call:
         return session_or_pipeline_call(self.session, self.pipeline, mode, inputs)
+
+    def outputs(self, feed: Feed) -> dict[str, np.ndarray]:
+        return session_outputs(self.session, feed)
 
     def close(self) -> None:
         self.session = self.pipeline = None

@@ -5,6 +5,8 @@
 - sentence-transformers: `SentenceTransformer.encode` for embedding models (end-to-end only).
 - optimum: optimum-onnx's ORTModel, in its own interpreter (it pins transformers < 4.58), see optimum_peer.py.
 - ort-baseline: a plain onnxruntime session of the standard export (engines.py).
+- openvino, openvino-nncf-int8: OpenVINO's CPU plugin on the standard export, and nncf's int8 of it
+  (openvino_peers.py).
 
 A peer whose package is missing is skipped with the reason, never a crash.
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from encoderforge.bench.engines import Call, Engine, Group, Mode, Skip
+import numpy as np
+
+from encoderforge.bench.engines import Call, Engine, Feed, Group, Mode, Skip
 from encoderforge.bench.inputs import PointInputs
 from encoderforge.runtime.pipelines import PIPELINES
 from encoderforge.runtime.pipelines.base import TaskContract
@@ -25,7 +29,7 @@ from encoderforge.tasks import task_head
 _NO_TRANSFORMERS_PIPELINE = {"multiple-choice", "text-generation"}
 
 
-def _require(module: str, install: str) -> None:
+def require(module: str, install: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise Skip(f"{module} is not installed ({install})")
 
@@ -43,8 +47,8 @@ class TorchEngine(Engine):
         self.pipeline: Any = None
 
     def load(self, threads: int) -> None:
-        _require("torch", "pip install 'encoderforge[export]'")
-        _require("transformers", "pip install 'encoderforge[export]'")
+        require("torch", "pip install 'encoderforge[export]'")
+        require("transformers", "pip install 'encoderforge[export]'")
         source = _require_source(self.group)
         import torch
         import transformers
@@ -82,6 +86,20 @@ class TorchEngine(Engine):
         if self.pipeline is None:
             raise Skip(f"transformers has no comparable end-to-end pipeline for {self.group.task!r}")
         return _transformers_pipeline_call(self.pipeline, _contract(self.group.task), inputs)
+
+    def outputs(self, feed: Feed) -> dict[str, np.ndarray]:
+        """The graph's outputs, by name, from the model's output (the graph was traced from the same class)."""
+        import torch
+
+        if self.model is None:
+            raise Skip("model not loaded")
+        with torch.inference_mode():
+            out = self.model(**{name: torch.from_numpy(array) for name, array in feed.items()})
+        names = [spec.name for spec in self.group.artifacts[0].manifest.outputs]
+        missing = [name for name in names if name not in out]
+        if missing:
+            raise Skip(f"the torch model's output has no {missing[0]!r} (it has {list(out.keys())})")
+        return {name: out[name].float().numpy() for name in names}
 
     def close(self) -> None:
         self.model = self.pipeline = None
@@ -129,7 +147,7 @@ class SentenceTransformersEngine(Engine):
     def load(self, threads: int) -> None:
         if _contract(self.group.task).result != "embedding":
             raise Skip(f"sentence-transformers only applies to embedding models, not {self.group.task!r}")
-        _require("sentence_transformers", "pip install sentence-transformers")
+        require("sentence_transformers", "pip install sentence-transformers")
         source = _require_source(self.group)
         import torch
         from sentence_transformers import SentenceTransformer

@@ -1,7 +1,8 @@
 """Report writers: the console table, results.json, results.md and PNG plots (matplotlib, optional extra).
 
 results.json holds everything: settings, the environment fingerprint, every engine (load time, peak memory,
-first call, skip reason), every point's timing and the speedup of each of our engines over each peer.
+first call, skip reason, fidelity against the fp32 reference), every point's timing, the speedup of each of
+our engines over each peer, and over the fastest peer whose fidelity qualifies (qualify.py).
 """
 
 from __future__ import annotations
@@ -69,6 +70,47 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 _RATIO_HEADER = ("group", "engine", "vs peer", "mode", "median speedup", "min", "max", "points")
+_FIDELITY_HEADER = ("group", "engine", "role", "reference", "min cosine", "median SQNR dB", "max abs diff",
+                    "argmax agree", "qualifies")
+_QUALIFYING_HEADER = ("group", "engine", "mode", "batch", "seq", "fastest qualifying peer", "peer p50 ms",
+                      "ours p50 ms", "speedup", "ours qualifies")
+
+
+def fidelity_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for e in result["engines"]:
+        f = e.get("fidelity")
+        if not f:
+            continue
+        if "skipped" in f:
+            rows.append((str(e["group"]), str(e["name"]), str(e["role"]), f"not measured: {f['skipped']}",
+                         "-", "-", "-", "-", "-"))
+            continue
+        none = "-inf" if f.get("nonfinite") else "inf"  # JSON has no infinity: None with or without non-finite outputs
+        sqnr = none if f["median_sqnr_db"] is None else _fmt(float(f["median_sqnr_db"]), 1)
+        rows.append((str(e["group"]), str(e["name"]), str(e["role"]), str(f["reference"]),
+                     _fmt(float(f["min_cosine"]), 5), sqnr, _fmt(f["max_abs_diff"], 4),
+                     _fmt(f.get("argmax_agreement"), 3), _yes_no(f["qualifies"])))
+    return rows
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else "yes" if value else "NO"
+
+
+def qualifying_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    ours = {(e["group"], e["name"]): (e.get("fidelity") or {}).get("qualifies") for e in result["engines"]}
+    return [(str(r["group"]), str(r["engine"]), str(r["mode"]), str(r["batch_size"]), str(r["seq_len"]),
+             str(r["peer"]), _fmt(r["peer_p50_ms"]), _fmt(r["p50_ms"]), f"{r['speedup']:.2f}x",
+             _yes_no(ours.get((r["group"], r["engine"]))))
+            for r in sorted(result.get("fastest_qualifying", []),
+                            key=lambda r: (r["group"], r["engine"], r["mode"], r["batch_size"], r["seq_len"]))]
+
+
+def _bound(result: dict[str, Any]) -> str:
+    bound = result["settings"].get("fidelity", {}).get("bound", {})
+    return (f"qualifying: min cosine >= {bound.get('min_cosine')} and median SQNR >= "
+            f"{bound.get('median_sqnr_db')} dB against the fp32 reference")
 
 
 def skipped_lines(result: dict[str, Any]) -> list[str]:
@@ -86,6 +128,12 @@ def console(result: dict[str, Any]) -> str:
     summary = ratio_summary(result)
     if summary:
         parts.append("speedup = peer p50 / ours p50 (>1: ours is faster)\n" + _text_table(_RATIO_HEADER, summary))
+    fidelity = fidelity_rows(result)
+    if fidelity:
+        parts.append(f"fidelity ({_bound(result)})\n" + _text_table(_FIDELITY_HEADER, fidelity))
+    qualifying = qualifying_rows(result)
+    if qualifying:
+        parts.append("speedup over the fastest qualifying peer\n" + _text_table(_QUALIFYING_HEADER, qualifying))
     skips = skipped_lines(result)
     if skips:
         parts.append("skipped:\n" + "\n".join(f"  {line}" for line in skips))
@@ -119,6 +167,14 @@ def markdown(result: dict[str, Any], *, title: str = "encoderforge bench") -> st
         f"(time budget {s['max_seconds']} s per point); {s['threads']} threads."), "",
         f"> {NOISE}", "", "## Speedups", "", "speedup = peer p50 / ours p50 (> 1: encoderforge is faster).", "",
         _md_table(_RATIO_HEADER, ratio_summary(result)) if result["ratios"] else "(no peer measured)", "",
+        "### Against the fastest qualifying peer", "",
+        f"Per point, the fastest peer whose fidelity qualifies ({_bound(result)}).", "",
+        _md_table(_QUALIFYING_HEADER, qualifying_rows(result)) if result.get("fastest_qualifying")
+        else "(no qualifying peer measured)", "",
+        "## Fidelity", "",
+        (f"Model-only outputs on {s.get('fidelity', {}).get('samples')} batches of held-out text against the fp32 "
+         "reference (encoderforge.fidelity.compare_outputs; min over the graph outputs)."), "",
+        _md_table(_FIDELITY_HEADER, fidelity_rows(result)) if fidelity_rows(result) else "(not measured)", "",
         "## Engines", "",
         _md_table(("group", "engine", "role", "what", "load s", "peak MB", "first call ms", "skipped"), engines), "",
         "## Latency and throughput", "", _md_table(_HEADER, table_rows(result)), "",

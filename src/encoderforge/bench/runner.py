@@ -1,6 +1,7 @@
 """The sweep: verify the artifacts, group them by source checkpoint, load our engines and the peers, then for
 every (mode, batch size, sequence length) time every engine on the same inputs, interleaved point by point so
-that a burst of load from elsewhere on a shared machine hits all engines alike."""
+that a burst of load from elsewhere on a shared machine hits all engines alike. After the sweep, every
+loaded engine's model-only outputs are checked against one fp32 reference per group (qualify.py)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ from encoderforge.bench.engines import (
 from encoderforge.bench.fingerprint import fingerprint
 from encoderforge.bench.inputs import PointInputs, build_inputs, check_limits
 from encoderforge.bench.measure import PeakMemory, rss_mb, time_calls
+from encoderforge.bench.openvino_peers import openvino_peers
 from encoderforge.bench.optimum_peer import OptimumEngine
 from encoderforge.bench.peers import SentenceTransformersEngine, TorchEngine
+from encoderforge.bench.qualify import FEED_BATCH, MIN_COSINE, MIN_SQNR_DB, fastest_qualifying, measure_group
 from encoderforge.errors import InputError
 from encoderforge.tokenization import ArtifactTokenizer
 
-PEERS = ("torch", "ort-baseline", "sentence-transformers", "optimum")
+PEERS = ("torch", "ort-baseline", "sentence-transformers", "optimum", "openvino", "openvino-nncf-int8")
 SCHEMA = "encoderforge-bench/1"
 
 
@@ -53,6 +56,7 @@ class BenchConfig:
     optimum_python: str | None = None
     progress: bool = True
     workdir: Path | None = None  # cache for baseline exports; default: $TMPDIR/encoderforge-bench
+    fidelity_samples: int = 20  # held-out feeds for the fidelity check of every engine; 0: no check
 
 
 def resolve_threads(threads: int | None) -> int:
@@ -104,6 +108,8 @@ def make_peers(group: Group, compare: tuple[str, ...], *, workdir: Path, optimum
             peers.extend(OrtBaselineEngine(group, int8=int8, workdir=workdir) for int8 in precisions)
         elif name == "sentence-transformers":
             peers.append(SentenceTransformersEngine(group))
+        elif name.startswith("openvino"):
+            peers.extend(openvino_peers(name, group, workdir=workdir))
         else:
             peers.extend(OptimumEngine(group, python=optimum_python, int8=int8) for int8 in precisions)
     return peers
@@ -156,6 +162,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         raise InputError("no artifact given; pass one or more artifact directories")
     if config.iters < 1 or config.warmup < 0:
         raise InputError(f"--iters {config.iters} / --warmup {config.warmup}: need iters >= 1 and warmup >= 0")
+    if config.fidelity_samples < 0:
+        raise InputError(f"--fidelity-samples {config.fidelity_samples} is negative; pass 0 (no check) or more")
     threads = resolve_threads(config.threads)
     artifacts = [Artifact.load(path, verify=True) for path in config.artifacts]
     for artifact in artifacts:
@@ -234,14 +242,22 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                     bar.update(1)
     for engine in loaded:
         name = engine.name + engine.group.name
-        record = records[engine.name + "@" + engine.group.key]
-        record["peak_rss_mb"] = round(tracker.peak.get(name, 0.0), 1)
+        records[engine.name + "@" + engine.group.key]["peak_rss_mb"] = round(tracker.peak.get(name, 0.0), 1)
+    if config.fidelity_samples:
+        for group in groups:
+            _say(f"fidelity of {group.name}'s engines on {config.fidelity_samples} held-out feeds")
+            measure_group(group, [e for e in loaded if e.group is group], records,
+                          samples=config.fidelity_samples, workdir=workdir)
+    for engine in loaded:
         engine.close()
     gc.collect()
 
     for engine in engines:
         if getattr(engine, "external", False):
             _run_external(engine, config, threads, inputs, records, results)
+            if config.fidelity_samples and not records[engine.name + "@" + engine.group.key]["skipped"]:
+                records[engine.name + "@" + engine.group.key]["fidelity"] = {
+                    "skipped": "runs in its own interpreter: fidelity not measured", "qualifies": None}
 
     for engine in engines:
         record = records[engine.name + "@" + engine.group.key]
@@ -256,11 +272,17 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "settings": {"batch_sizes": list(config.batch_sizes), "seq_lens": list(config.seq_lens),
                      "modes": list(config.modes), "warmup": config.warmup, "iters": config.iters,
                      "max_seconds": config.max_seconds, "threads": threads, "compare": list(config.compare),
-                     "memory_exact": tracker.memory.exact},
+                     "memory_exact": tracker.memory.exact,
+                     "fidelity": {"samples": config.fidelity_samples, "batch_size": FEED_BATCH,
+                                  "feeds": "held-out corpus text (encoderforge.fidelity.fidelity_feeds of each "
+                                           "group's first artifact)",
+                                  "reference": "torch peer when loaded, else the plain fp32 export on onnxruntime",
+                                  "bound": {"min_cosine": MIN_COSINE, "median_sqnr_db": MIN_SQNR_DB}}},
         "fingerprint": fingerprint(identities, threads=threads),
         "engines": list(records.values()),
         "results": results,
         "ratios": ratios(results, list(records.values())),
+        "fastest_qualifying": fastest_qualifying(results, list(records.values())),
     }
 
 

@@ -1,0 +1,130 @@
+"""The OpenVINO / nncf bench peers, the fidelity of every engine against the fp32 reference, and the speedup
+over the fastest qualifying peer. Tiny artifacts, few iterations; no timing is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from encoderforge.artifact import Artifact
+from encoderforge.bench import BenchConfig, console, markdown, run_bench
+from encoderforge.bench import runner as bench_runner
+from encoderforge.bench.engines import Engine, Feed, Group, OrtBaselineEngine
+from encoderforge.bench.qualify import MIN_SQNR_DB, fastest_qualifying
+
+ONE_POINT: dict[str, Any] = {"batch_sizes": (2,), "seq_lens": (32,), "warmup": 1, "iters": 2, "max_seconds": 2.0,
+                             "progress": False, "fidelity_samples": 6}
+
+
+def _by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in result["engines"]}
+
+
+def test_openvino_peers_time_and_check_fidelity(artifact: Callable[..., Artifact], tmp_path: Path) -> None:
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install 'encoderforge[openvino]')")
+    art = artifact("roberta", "qa")
+    result = run_bench(BenchConfig(artifacts=(art.path,), compare=("openvino", "openvino-nncf-int8"),
+                                   workdir=tmp_path, **ONE_POINT))
+    engines = _by_name(result)
+    timed = {(r["engine"], r["mode"]) for r in result["results"] if "timing" in r}
+    for name in ("openvino-default", "openvino-f32"):
+        assert engines[name]["skipped"] is None, engines[name]
+        assert {(name, "model"), (name, "e2e")} <= timed
+        assert engines[name]["info"]["inference_precision"] in ("bf16", "f32")
+        fidelity = engines[name]["fidelity"]
+        assert "plain fp32 export" in fidelity["reference"]  # no torch peer: the plain export on onnxruntime
+        assert fidelity["feeds"] == 6 and fidelity["qualifies"] is True, fidelity
+    assert engines["openvino-f32"]["info"]["inference_precision"] == "f32"
+    assert engines["openvino-f32"]["fidelity"]["min_cosine"] > 0.9999
+    ours = engines[art.path.name]["fidelity"]
+    assert ours["median_sqnr_db"] is None and ours["qualifies"] is True  # the plain export is the reference
+    nncf = engines["openvino-nncf-int8"]
+    if importlib.util.find_spec("nncf") is None:
+        assert "pip install 'encoderforge[openvino]'" in nncf["skipped"]
+    elif nncf["skipped"] is not None:  # OpenVINO 2026.4 cannot compile nncf's TRANSFORMER model: the reason is one line
+        assert "cannot compile nncf's int8 model" in nncf["skipped"] and "\n" not in nncf["skipped"]
+    else:
+        assert ("openvino-nncf-int8", "model") in timed and "min_cosine" in nncf["fidelity"]
+    assert list(tmp_path.glob("*-nncf-int8-64.xml")) or importlib.util.find_spec("nncf") is None  # cached once
+    assert "openvino-default" in console(result) and "## Fidelity" in markdown(result)
+
+
+def test_openvino_not_installed_names_the_install_command(artifact: Callable[..., Artifact], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.split(".")[0] in ("openvino", "nncf") else real(name, *a))
+    art = artifact("roberta", "cls")
+    result = run_bench(BenchConfig(artifacts=(art.path,), compare=("openvino", "openvino-nncf-int8"),
+                                   workdir=tmp_path, **ONE_POINT))
+    skipped = {e["name"]: e["skipped"] for e in result["engines"] if e["role"] == "peer"}
+    assert set(skipped) == {"openvino-default", "openvino-f32", "openvino-nncf-int8"}
+    assert all("not installed (pip install 'encoderforge[openvino]')" in why for why in skipped.values())
+
+
+class _Perturbed(OrtBaselineEngine):
+    """The plain onnxruntime baseline with noise added to its outputs (SQNR ~ 14 dB): a peer that drifted."""
+
+    def __init__(self, group: Group, workdir: Path) -> None:
+        super().__init__(group, int8=False, workdir=workdir)
+        self.name = "perturbed"
+        self._rng = np.random.default_rng(0)
+
+    def outputs(self, feed: Feed) -> dict[str, np.ndarray]:
+        clean = super().outputs(feed)
+        return {k: v + 0.2 * float(np.std(v)) * self._rng.standard_normal(v.shape) for k, v in clean.items()}
+
+
+def test_perturbed_peer_does_not_qualify(artifact: Callable[..., Artifact], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    art = artifact("roberta", "cls")
+    real = bench_runner.make_peers
+
+    def with_perturbed(group: Group, compare: tuple[str, ...], **kwargs: Any) -> list[Engine]:
+        return [*real(group, compare, **kwargs), _Perturbed(group, kwargs["workdir"])]
+
+    monkeypatch.setattr(bench_runner, "make_peers", with_perturbed)
+    result = run_bench(BenchConfig(artifacts=(art.path,), compare=("torch", "ort-baseline"), workdir=tmp_path,
+                                   **{**ONE_POINT, "modes": ("model",)}))
+    engines = _by_name(result)
+    bad, good = engines["perturbed"]["fidelity"], engines["ort-baseline-fp32"]["fidelity"]
+    assert bad["reference"].startswith("torch") and bad["qualifies"] is False
+    assert bad["median_sqnr_db"] < MIN_SQNR_DB < good["median_sqnr_db"] and good["qualifies"] is True
+    assert engines["torch"]["fidelity"]["qualifies"] is True and engines["torch"]["fidelity"]["median_sqnr_db"] is None
+    picked = {r["peer"] for r in result["fastest_qualifying"]}
+    assert picked and "perturbed" not in picked
+    assert result["settings"]["fidelity"]["bound"] == {"min_cosine": 0.995, "median_sqnr_db": 25.0}
+    text = markdown(result)
+    assert "| group | engine | role | reference | min cosine | median SQNR dB |" in text
+    assert "| perturbed | peer |" in text and "| NO |" in text
+
+
+def _row(engine: str, p50: float, mode: str = "model", b: int = 1) -> dict[str, Any]:
+    return {"engine": engine, "group": "g", "mode": mode, "batch_size": b, "seq_len": 128, "timing": {"p50_ms": p50}}
+
+
+def _engine(name: str, role: str, qualifies: bool | None) -> dict[str, Any]:
+    fidelity = None if qualifies is None else {"qualifies": qualifies}
+    return {"name": name, "group": "g", "role": role, "fidelity": fidelity}
+
+
+def test_fastest_qualifying_peer_ratio() -> None:
+    engines = [_engine("ours", "ours", True), _engine("fast-but-drifted", "peer", False),
+               _engine("ok-slow", "peer", True), _engine("ok-slower", "peer", True), _engine("unmeasured", "peer", None)]
+    results = [_row("ours", 10.0), _row("fast-but-drifted", 2.0), _row("ok-slow", 15.0), _row("ok-slower", 40.0),
+               _row("unmeasured", 1.0),
+               # at b8 only the drifted and the unmeasured peers ran: no qualifying peer, no entry
+               _row("ours", 50.0, b=8), _row("fast-but-drifted", 20.0, b=8), _row("unmeasured", 5.0, b=8),
+               # end to end the slower qualifying peer is the fastest qualifying one that ran
+               _row("ours", 30.0, mode="e2e"), _row("ok-slower", 24.0, mode="e2e"),
+               {"engine": "ok-slow", "group": "g", "mode": "e2e", "batch_size": 1, "seq_len": 128, "skipped": "x"}]
+    out = {(r["mode"], r["batch_size"]): r for r in fastest_qualifying(results, engines)}
+    assert set(out) == {("model", 1), ("e2e", 1)}
+    assert out[("model", 1)]["peer"] == "ok-slow" and out[("model", 1)]["speedup"] == 1.5
+    assert out[("e2e", 1)]["peer"] == "ok-slower" and out[("e2e", 1)]["speedup"] == 0.8
+    assert out[("model", 1)]["ours_qualifies"] is True
