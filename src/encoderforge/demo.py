@@ -78,7 +78,10 @@ def latency_table(plain: Artifact, optimized: Artifact, *, seconds: float) -> li
 
     (group,) = make_groups([plain])
     selection = optimized.manifest.selection
-    ours = f"{selection.backend} {selection.precision}" if selection else str(optimized.manifest.precision)
+    ours = str(optimized.manifest.precision)
+    if selection is not None:
+        static = ", static shapes" if dict(selection.options).get("static_sequences") else ""
+        ours = f"{selection.backend} {selection.precision}{static}"
     engines: dict[str, Engine] = {
         "PyTorch eager (fp32)": TorchEngine(group),
         "ONNX Runtime, plain export": OrtBaselineEngine(group, int8=False, workdir=default_workdir()),

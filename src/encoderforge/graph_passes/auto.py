@@ -34,6 +34,7 @@ from encoderforge.artifact import Artifact
 from encoderforge.cpu import CpuFeatures, current_cpu
 from encoderforge.errors import EncoderForgeError, UnsupportedError, ValidationError
 from encoderforge.manifest import Candidate, LatencyPoint, Precision, Selection
+from encoderforge.manifest.selection import Options
 from encoderforge.runtime.backends import Session, get_backend
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class Plan:
     backend: str
     precision: str  # fp32 | bf16 | int8-dynamic | int8-static
     graph: str  # a key of GRAPHS
-    options: tuple[tuple[str, str], ...] = ()  # backend options load() will pass
+    options: Options = ()  # backend options load() will pass
 
     def relies_on(self, cpu: CpuFeatures) -> tuple[str, ...]:
         """The flags of this CPU the candidate's speed comes from (any one suffices at load time)."""
@@ -95,17 +96,27 @@ class Plan:
         return tuple(sorted(cpu.flags & wanted))
 
 
-def plans(cpu: CpuFeatures) -> list[tuple[Plan, str | None]]:
-    """Every candidate with the reason it cannot be tried on this CPU (None: it can)."""
+def buckets(max_length: int) -> tuple[int, ...]:
+    """Sequence-length buckets of OpenVINO's static-shape candidates: powers of two from 16, and the maximum."""
+    lengths = [n for n in (16, 32, 64, 128, 256, 512, 1024, 2048) if n < max_length]
+    return (*lengths, max_length)
+
+
+def plans(cpu: CpuFeatures, max_length: int) -> list[tuple[Plan, str | None]]:
+    """Every candidate with the reason it cannot be tried on this CPU (None: it can). OpenVINO's fast ones
+    also run compiled per length bucket (padded up to it), which can be faster than its dynamic shapes."""
     rest = "bf16" if cpu.bf16 else "f32"
     no_bf16 = None if cpu.bf16 else "this CPU has no AMX-BF16 / AVX512-BF16 (bf16 would be emulated)"
+    static = ("static_sequences", buckets(max_length))
     return [
         (Plan(ORT, "fp32", "fused"), None),
         (Plan(ORT, "int8-dynamic", "int8-dynamic"), None),
         (Plan(ORT, "int8-static", "int8-static"), None),
         (Plan(OPENVINO, "fp32", "plain", (("precision", "f32"),)), None),
         (Plan(OPENVINO, "bf16", "plain", (("precision", "bf16"),)), no_bf16),
+        (Plan(OPENVINO, "bf16", "plain", (("precision", "bf16"), static)), no_bf16),
         (Plan(OPENVINO, "int8-static", "int8-static", (("precision", rest),)), None),
+        (Plan(OPENVINO, "int8-static", "int8-static", (("precision", rest), static)), None),
     ]
 
 
@@ -170,7 +181,7 @@ def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> A
     wanted = settings.backends or (ORT, OPENVINO)
     trials: list[_Trial] = []
     skipped: list[Candidate] = []
-    for plan, why_not in plans(cpu):
+    for plan, why_not in plans(cpu, source.max_length):
         reason = why_not
         if plan.backend not in wanted:
             reason = "not asked for (auto backends)"
@@ -179,7 +190,8 @@ def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> A
         if reason is None:
             trials.append(_Trial(plan, plan.relies_on(cpu)))
         else:
-            skipped.append(Candidate(backend=plan.backend, precision=plan.precision, graph=plan.graph, rejected=reason))
+            skipped.append(Candidate(backend=plan.backend, precision=plan.precision, graph=plan.graph,
+                                     options=plan.options, rejected=reason))
     graph_names = list(dict.fromkeys(t.plan.graph for t in trials))
     sequence = min(settings.sequence_length, source.max_length)
     progress = _Progress(len(graph_names) + len(trials) + len(settings.batch_sizes) * settings.rounds,
@@ -304,7 +316,8 @@ def _table(trials: list[_Trial], skipped: list[Candidate], chosen: _Trial, batch
         report = trial.fidelity
         latency = tuple(LatencyPoint(b, sequence, round(trial.p50(b), 3)) for b in batches if trial.samples.get(b))
         rows.append(Candidate(
-            backend=trial.plan.backend, precision=trial.plan.precision, graph=trial.plan.graph, latency=latency,
+            backend=trial.plan.backend, precision=trial.plan.precision, graph=trial.plan.graph,
+            options=trial.plan.options, latency=latency,
             score_ms=round(trial.score(batches), 3) if len(latency) == len(batches) else None,
             accuracy_drop=None if report is None else float(report.accuracy_drop),
             min_cosine=None if report is None else float(report.min_cosine),

@@ -15,7 +15,24 @@ from dataclasses import dataclass
 from encoderforge.manifest.reader import Reader
 from encoderforge.manifest.sections import Section
 
-JSON_OPTION_TYPES = (str, int, float, bool)
+OptionValue = str | int | float | bool | tuple[int, ...]  # a backend option auto recorded (static_sequences: lengths)
+Options = tuple[tuple[str, OptionValue], ...]  # sorted by name
+
+
+def _options(r: Reader) -> Options:
+    raw = r.obj("options")
+    out: list[tuple[str, OptionValue]] = []
+    for name, value in raw.items():
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            value = tuple(value)
+        elif not isinstance(value, (str, int, float, bool)):
+            r.fail("options", "an object of backend options (scalars or lists of ints)", raw)
+        out.append((str(name), value))
+    return tuple(sorted(out))
+
+
+def _options_json(options: Options) -> dict[str, object]:
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in options}
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,7 @@ class Candidate(Section):
     backend: str  # onnxruntime-cpu | openvino
     precision: str  # what it computes in: fp32 | bf16 | int8-dynamic | int8-static
     graph: str  # the graph it ran: fused | plain | int8-dynamic | int8-static
+    options: Options = ()  # backend options it ran with (openvino: precision, static_sequences)
     latency: tuple[LatencyPoint, ...] = ()
     score_ms: float | None = None  # geometric mean of the p50s: what the choice minimises
     accuracy_drop: float | None = None  # 1 - task agreement vs the fp32 source (fidelity.py)
@@ -52,20 +70,21 @@ class Candidate(Section):
     @classmethod
     def read(cls, r: Reader) -> Candidate:
         return cls(backend=r.string("backend"), precision=r.string("precision"), graph=r.string("graph"),
-                   latency=r.records("latency", LatencyPoint.read, "a list of {batch_size, sequence_length, p50_ms}"),
+                   options=_options(r), latency=r.records("latency", LatencyPoint.read, "a list of {batch_size, sequence_length, p50_ms}"),
                    score_ms=r.opt_float("score_ms"), accuracy_drop=r.opt_float("accuracy_drop"),
                    min_cosine=r.opt_float("min_cosine"), median_sqnr_db=r.opt_float("median_sqnr_db"),
                    rejected=r.opt_string("rejected"))
 
     def to_json(self) -> dict[str, object]:
         return {"backend": self.backend, "precision": self.precision, "graph": self.graph,
-                "latency": [p.to_json() for p in self.latency], "score_ms": self.score_ms,
+                "options": _options_json(self.options), "latency": [p.to_json() for p in self.latency], "score_ms": self.score_ms,
                 "accuracy_drop": self.accuracy_drop, "min_cosine": self.min_cosine,
                 "median_sqnr_db": self.median_sqnr_db, "rejected": self.rejected}
 
     @property
-    def label(self) -> str:
-        return f"{self.backend} {self.precision}"
+    def static_shapes(self) -> bool:
+        """Compiled per sequence-length bucket (requests padded up to the next bucket)."""
+        return bool(dict(self.options).get("static_sequences"))
 
     def p50(self, batch_size: int) -> float | None:
         return next((p.p50_ms for p in self.latency if p.batch_size == batch_size), None)
@@ -75,7 +94,7 @@ class Candidate(Section):
 class Selection(Section):
     backend: str
     precision: str
-    options: tuple[tuple[str, str | int | float | bool], ...]  # backend options load() passes, sorted by name
+    options: Options  # backend options load() passes
     cpu_model: str
     cpu_kind: str
     cpu_features: tuple[str, ...]  # flags the choice needs, any one of them (empty: none)
@@ -84,20 +103,17 @@ class Selection(Section):
 
     @classmethod
     def read(cls, r: Reader) -> Selection:
-        options = r.obj("options")
-        if not all(isinstance(v, JSON_OPTION_TYPES) for v in options.values()):
-            r.fail("options", "an object of scalar backend options", options)
         bound = r.opt_float("max_accuracy_drop")
         if bound is None:
             r.fail("max_accuracy_drop", "a number", None)
         return cls(backend=r.string("backend"), precision=r.string("precision"),
-                   options=tuple(sorted((str(k), v) for k, v in options.items())),
+                   options=_options(r),
                    cpu_model=r.string("cpu_model"), cpu_kind=r.string("cpu_kind"),
                    cpu_features=r.strs("cpu_features"), max_accuracy_drop=bound,
                    candidates=r.records("candidates", Candidate.read, "a list of candidates", required=True))
 
     def to_json(self) -> dict[str, object]:
-        return {"backend": self.backend, "precision": self.precision, "options": dict(self.options),
+        return {"backend": self.backend, "precision": self.precision, "options": _options_json(self.options),
                 "cpu_model": self.cpu_model, "cpu_kind": self.cpu_kind, "cpu_features": list(self.cpu_features),
                 "max_accuracy_drop": self.max_accuracy_drop, "candidates": [c.to_json() for c in self.candidates]}
 
