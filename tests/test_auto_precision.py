@@ -185,3 +185,10 @@ def test_the_demo_latency_table_times_torch_plain_ort_and_ours(source: Artifact,
     assert [r.engine for r in rows][:2] == ["PyTorch eager (fp32)", "ONNX Runtime, plain export"]
     assert rows[2].engine.startswith(ours)
     assert all(len(r.p50_ms) == len(SHAPES) and all(ms > 0 for ms in r.p50_ms) for r in rows)
+
+
+def test_inspect_says_where_it_runs(auto: Artifact, capsys: pytest.CaptureFixture[str]) -> None:
+    assert auto.manifest.selection is not None
+    assert main(["inspect", str(auto.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"runs on    {auto.manifest.selection.backend} {auto.manifest.selection.precision}" in out

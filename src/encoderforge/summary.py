@@ -49,6 +49,11 @@ def describe(artifact: Artifact) -> str:
         lines.append(f"embedding  pooling {m.embedding.pooling}, normalize {m.embedding.normalize}")
     if m.passes:
         lines.append("passes     " + ", ".join(p.name for p in m.passes))
+    if m.selection is not None:  # optimize --precision auto
+        sel = m.selection
+        static = ", static shapes" if dict(sel.options).get("static_sequences") else ""
+        lines.append(f"runs on    {sel.backend} {sel.precision}{static} (auto, measured on {sel.cpu_model}, "
+                     f"{sel.cpu_kind}; {len(sel.candidates)} candidates in the manifest's selection)")
     if m.with_past is not None:  # text-generation KV-cache graph (export --with-past)
         wp = m.with_past
         lines.append(f"with past  {wp.model_file}  {wp.num_layers} layers x {wp.num_heads} heads x "
