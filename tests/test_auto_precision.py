@@ -17,6 +17,7 @@ from encoderforge.cpu import CpuFeatures
 from encoderforge.errors import ArtifactError, ValidationError
 from encoderforge.graph_passes import AutoOptions, OptimizeConfig, optimize
 from encoderforge.graph_passes.auto import GRAPHS, Plan, _choose, _Trial
+from encoderforge.graph_passes.quantize_nncf import nncf_missing
 from encoderforge.manifest import Manifest, Selection
 from encoderforge.runtime import load
 from encoderforge.runtime.backends import get_backend
@@ -62,6 +63,11 @@ def test_auto_is_the_cpu_default_and_keeps_the_fastest_within_the_bound(auto: Ar
     assert auto.manifest.fidelity["accuracy_drop"] == pytest.approx(chosen.accuracy_drop)
     assert chosen.backend in auto.manifest.backends
     assert selection.backend == chosen.backend and selection.precision == chosen.precision
+    # NNCF's int8 graph runs on OpenVINO as another int8-static candidate, dynamic and per length bucket
+    by_nncf = [c for c in selection.candidates if c.graph == "int8-static-nncf"]
+    assert [c.backend for c in by_nncf] == ["openvino", "openvino"]
+    if HAS_OPENVINO and nncf_missing() is None:
+        assert all(c.latency and c.min_cosine is not None for c in by_nncf), by_nncf
 
 
 def test_the_table_survives_the_manifest_round_trip(auto: Artifact) -> None:
@@ -139,9 +145,10 @@ def test_engines_not_installed_are_listed_not_measured(source: Artifact, tmp_pat
     assert any(c.rejected == "openvino is not installed (pip install it)" for c in vino)
 
 
-def _trial(precision: str, drop: float, p50: tuple[float, float]) -> _Trial:
+def _trial(precision: str, drop: float, p50: tuple[float, float], cosine: float = 1.0) -> _Trial:
     class Report:
         accuracy_drop = drop
+        min_cosine = cosine
         finite = True
 
     trial = _Trial(Plan("onnxruntime-cpu", precision, precision), ())
@@ -158,6 +165,10 @@ def test_choice_is_the_fastest_within_the_bound_by_geometric_mean() -> None:
     assert _choose([fast_but_wrong, balanced, skewed], (1, 8), 0.005, config) is balanced
     assert fast_but_wrong.rejected == "accuracy drop 0.02 > bound 0.005"
     assert skewed.rejected == "slower: 1.12x the chosen one's time"
+    # a small pooled drop does not hide one bad row: every row's cosine is held to 1 - bound as well
+    bad_row = _trial("int8-static", 0.0007, (1.0, 8.0), cosine=0.934)
+    assert _choose([bad_row, _trial("fp32", 0.0, (2.0, 40.0))], (1, 8), 0.005, config) is not bad_row
+    assert bad_row.rejected == "min cosine 0.934 < 0.995 (1 - bound) on some output row"
 
 
 def test_no_candidate_within_the_bound_is_one_error_naming_each() -> None:

@@ -33,6 +33,7 @@ import onnx
 from encoderforge.artifact import Artifact
 from encoderforge.cpu import CpuFeatures, current_cpu
 from encoderforge.errors import EncoderForgeError, UnsupportedError, ValidationError
+from encoderforge.graph_passes.quantize_nncf import nncf_missing
 from encoderforge.manifest import Candidate, LatencyPoint, Precision, Selection
 from encoderforge.manifest.selection import Options
 from encoderforge.runtime.backends import Session, get_backend
@@ -47,13 +48,25 @@ ORT = "onnxruntime-cpu"
 OPENVINO = "openvino"
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 INT8_FLAGS = frozenset({"amx_int8", "avx512_vnni", "avx_vnni"})
-# graph name -> (precision of the graph, the cpu pipeline that builds it; None: the source export as is)
-GRAPHS: dict[str, tuple[Precision, Precision | None]] = {
+# graph name -> (precision of the graph, the cpu pipeline that builds it or the passes themselves; None: the
+# source export as is)
+GRAPHS: dict[str, tuple[Precision, Precision | tuple[str, ...] | None]] = {
     "fused": (Precision.FP32, Precision.FP32),
     "int8-dynamic": (Precision.INT8_DYNAMIC, Precision.INT8_DYNAMIC),
     "int8-static": (Precision.INT8_STATIC, Precision.INT8_STATIC),
+    "int8-static-nncf": (Precision.INT8_STATIC, ("int8-static-nncf",)),
     "plain": (Precision.FP32, None),
 }
+
+
+def graph_passes(name: str) -> tuple[str, ...]:
+    """The passes that build graph `name` from the source export."""
+    from encoderforge.graph_passes.pipelines import pipeline
+
+    built_by = GRAPHS[name][1]
+    if built_by is None:
+        return ()
+    return built_by if isinstance(built_by, tuple) else pipeline("cpu", built_by.value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +121,7 @@ def plans(cpu: CpuFeatures, max_length: int) -> list[tuple[Plan, str | None]]:
     rest = "bf16" if cpu.bf16 else "f32"
     no_bf16 = None if cpu.bf16 else "this CPU has no AMX-BF16 / AVX512-BF16 (bf16 would be emulated)"
     static = ("static_sequences", buckets(max_length))
+    no_nncf = nncf_missing()
     return [
         (Plan(ORT, "fp32", "fused"), None),
         (Plan(ORT, "int8-dynamic", "int8-dynamic"), None),
@@ -117,21 +131,17 @@ def plans(cpu: CpuFeatures, max_length: int) -> list[tuple[Plan, str | None]]:
         (Plan(OPENVINO, "bf16", "plain", (("precision", "bf16"), static)), no_bf16),
         (Plan(OPENVINO, "int8-static", "int8-static", (("precision", rest),)), None),
         (Plan(OPENVINO, "int8-static", "int8-static", (("precision", rest), static)), None),
+        (Plan(OPENVINO, "int8-static", "int8-static-nncf", (("precision", rest),)), no_nncf),
+        (Plan(OPENVINO, "int8-static", "int8-static-nncf", (("precision", rest), static)), no_nncf),
     ]
 
 
 def auto_passes(target: str) -> tuple[str, ...]:
     """Every pass auto may run (for option checks); auto is a CPU procedure."""
-    from encoderforge.graph_passes.pipelines import pipeline
-
     if target != "cpu":
         raise UnsupportedError(f"--precision auto measures CPU engines; for --target {target} choose "
                                "--precision fp32, fp16 or int8-static")
-    names: list[str] = []
-    for _, built_by in GRAPHS.values():
-        if built_by is not None:
-            names.extend(n for n in pipeline("cpu", built_by.value) if n not in names)
-    return tuple(names)
+    return tuple(dict.fromkeys(n for name in GRAPHS for n in graph_passes(name)))
 
 
 @dataclass
@@ -173,7 +183,6 @@ class _Progress:
 def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> Artifact:
     """Build, measure and choose (see the module doc); write the winner to `config.output`."""
     from encoderforge.graph_passes import AUTO, DEFAULT_MAX_DROP, resolve, run_passes, write_artifact
-    from encoderforge.graph_passes.pipelines import pipeline
 
     settings = config.auto
     cpu = current_cpu()
@@ -201,10 +210,9 @@ def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> A
         with tempfile.TemporaryDirectory(prefix="encoderforge-auto-") as scratch:
             work = Path(scratch)
             for name in graph_names:
-                graph_precision, built_by = GRAPHS[name]
-                names = () if built_by is None else pipeline("cpu", built_by.value)
+                graph_precision = GRAPHS[name][0]
                 try:
-                    model, results = run_passes(source, [resolve(n) for n in names], config, work)
+                    model, results = run_passes(source, [resolve(n) for n in graph_passes(name)], config, work)
                     artifact = write_artifact(source, model, config, results, {}, 0.0, output=work / name,
                                               precision=graph_precision.value, force=True)
                     built[name] = (model, results, artifact)
@@ -292,9 +300,11 @@ def _choose(trials: list[_Trial], batches: tuple[int, ...], bound: float, config
     """The fastest trial within the bound; every other trial gets its reason."""
     for trial in trials:
         if trial.rejected is None and trial.fidelity is not None:
-            drop = trial.fidelity.accuracy_drop
+            drop, cosine = trial.fidelity.accuracy_drop, trial.fidelity.min_cosine
             if not trial.fidelity.finite or not drop <= bound:
                 trial.rejected = f"accuracy drop {drop:.3g} > bound {bound:g}"
+            elif not cosine >= 1 - bound:  # every output row, short ones too (the bench's qualifying rule)
+                trial.rejected = f"min cosine {cosine:.4g} < {1 - bound:g} (1 - bound) on some output row"
     accepted = [t for t in trials if t.rejected is None and t.samples]
     if not accepted:
         tried = "; ".join(f"{t.plan.backend} {t.plan.precision}: {t.rejected}" for t in trials) or "no candidate"

@@ -75,6 +75,7 @@ PASS_OPTIONS: dict[str, type[PassOptions]] = {
     "int8-dynamic": DynamicInt8Options,
     "fp16": Fp16Options,
     "int8-static": StaticInt8Options,
+    "int8-static-nncf": CalibrationOptions,
 }
 
 

@@ -66,6 +66,7 @@ PASS_MODULES = {
     "int8-dynamic": "encoderforge.graph_passes.quantize_dynamic",
     "fp16": "encoderforge.graph_passes.fp16",
     "int8-static": "encoderforge.graph_passes.quantize_static",
+    "int8-static-nncf": "encoderforge.graph_passes.quantize_nncf",
 }
 
 
