@@ -203,3 +203,20 @@ def test_inspect_says_where_it_runs(auto: Artifact, capsys: pytest.CaptureFixtur
     assert main(["inspect", str(auto.path)]) == 0
     out = capsys.readouterr().out
     assert f"runs on    {auto.manifest.selection.backend} {auto.manifest.selection.precision}" in out
+
+
+@pytest.mark.skipif(nncf_missing() is not None, reason="nncf is not installed (pip install 'encoderforge[openvino]')")
+def test_an_nncf_failure_rejects_its_candidates_and_auto_goes_on(source: Artifact, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import nncf
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("all input arrays must have the same shape")
+
+    monkeypatch.setattr(nncf, "quantize", broken)
+    result = optimize(OptimizeConfig(artifact=source.path, output=tmp_path / "a", auto=FAST))
+    assert result.manifest.selection is not None and result.manifest.selection.chosen is not None
+    rows = [c for c in result.manifest.selection.candidates if c.graph == "int8-static-nncf"]
+    assert rows and all(not c.latency for c in rows)
+    assert all(c.rejected is not None and "nncf" in c.rejected and "ValueError: all input arrays" in c.rejected
+               and "\n" not in c.rejected for c in rows)

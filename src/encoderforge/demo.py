@@ -80,8 +80,10 @@ def latency_table(plain: Artifact, optimized: Artifact, *, seconds: float) -> li
     selection = optimized.manifest.selection
     ours = str(optimized.manifest.precision)
     if selection is not None:
+        chosen = selection.chosen
+        how = ", nncf" if chosen is not None and chosen.graph.endswith("-nncf") else ""
         static = ", static shapes" if dict(selection.options).get("static_sequences") else ""
-        ours = f"{selection.backend} {selection.precision}{static}"
+        ours = f"{selection.backend} {selection.precision}{how}{static}"
     engines: dict[str, Engine] = {
         "PyTorch eager (fp32)": TorchEngine(group),
         "ONNX Runtime, plain export": OrtBaselineEngine(group, int8=False, workdir=default_workdir()),

@@ -45,14 +45,15 @@ def selection_lines(selection: Selection) -> list[str]:
     sequence = next((p.sequence_length for c in selection.candidates for p in c.latency), None)
     lines = [(f"  auto on {selection.cpu_model} ({selection.cpu_kind}), sequence {sequence}, "
              f"bound: accuracy drop <= {selection.max_accuracy_drop:g}")]
-    header = f"    {'engine':<19} {'precision':<13}" + "".join(f"{'b' + str(b) + ' p50':>11}" for b in batches)
+    header = f"    {'engine':<24} {'precision':<13}" + "".join(f"{'b' + str(b) + ' p50':>11}" for b in batches)
     lines.append(header + f"  {'drop':>8}  verdict")
     for c in selection.candidates:
         times = "".join(f"{c.p50(b):>8.2f} ms" if c.p50(b) is not None else f"{'-':>11}" for b in batches)
         drop = "-" if c.accuracy_drop is None else f"{c.accuracy_drop:.2g}"
         verdict = "CHOSEN" if c.rejected is None else c.rejected
-        engine = f"{c.backend} (static)" if c.static_shapes else c.backend
-        lines.append(f"    {engine:<19} {c.precision:<13}{times}  {drop:>8}  {verdict}")
+        how = [*(["nncf"] if c.graph.endswith("-nncf") else []), *(["static"] if c.static_shapes else [])]
+        engine = f"{c.backend} ({', '.join(how)})" if how else c.backend
+        lines.append(f"    {engine:<24} {c.precision:<13}{times}  {drop:>8}  {verdict}")
     return lines
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 
 import onnx
 
-from encoderforge.errors import UnsupportedError
+from encoderforge.errors import UnsupportedError, ValidationError
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.options import CalibrationOptions
 from encoderforge.onnx_files import PROTOBUF_LIMIT, weight_bytes
@@ -55,9 +55,14 @@ class QuantizeNncf:
         feeds = [{k: v for k, v in feed.items() if k in names}
                  for feed in calibration_feeds(context.artifact, options.calibration_data, samples=samples)]
         nncf.set_log_level(logging.ERROR)
-        quantized = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
-                                  subset_size=len(feeds), ignored_scope=nncf.IgnoredScope(types=["Gather"],
-                                                                                          validate=False))
+        try:
+            quantized = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
+                                      subset_size=len(feeds), ignored_scope=nncf.IgnoredScope(types=["Gather"],
+                                                                                              validate=False))
+        except Exception as exc:  # nncf's own failures (e.g. ConvBERT's statistics): this pass's one-line error
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            raise ValidationError(f"nncf {nncf.__version__} cannot quantize this graph: {type(exc).__name__}: "
+                                  f"{lines[-1]}; use --precision int8-static (our QDQ rules)") from exc
         ops = Counter(n.op_type for n in quantized.graph.node)
         matmuls = sum(1 for n in model.graph.node if n.op_type in ("MatMul", "Gemm"))
         return quantized, PassResult(
