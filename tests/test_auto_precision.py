@@ -220,3 +220,16 @@ def test_an_nncf_failure_rejects_its_candidates_and_auto_goes_on(source: Artifac
     assert rows and all(not c.latency for c in rows)
     assert all(c.rejected is not None and "nncf" in c.rejected and "ValueError: all input arrays" in c.rejected
                and "\n" not in c.rejected for c in rows)
+
+
+def test_padding_sensitive_models_get_no_static_shape_candidates(artifact: Callable[..., Artifact]) -> None:
+    from encoderforge.errors import UnsupportedError
+    from encoderforge.graph_passes.auto import plans
+
+    assert any("static_sequences" in dict(p.options) for p, _ in plans(BF16_CPU, 128))
+    assert not any("static_sequences" in dict(p.options) for p, _ in plans(BF16_CPU, 128, padding_sensitive=True))
+    convbert = artifact("convbert", "token-classification")
+    assert convbert.manifest.padding_sensitive
+    if HAS_OPENVINO:
+        with pytest.raises(UnsupportedError, match="padding changes convbert's outputs"):
+            load(convbert.path, backend="openvino", static_sequences=(64,))

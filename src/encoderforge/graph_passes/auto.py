@@ -115,14 +115,15 @@ def buckets(max_length: int) -> tuple[int, ...]:
     return (*lengths, max_length)
 
 
-def plans(cpu: CpuFeatures, max_length: int) -> list[tuple[Plan, str | None]]:
+def plans(cpu: CpuFeatures, max_length: int, *, padding_sensitive: bool = False) -> list[tuple[Plan, str | None]]:
     """Every candidate with the reason it cannot be tried on this CPU (None: it can). OpenVINO's fast ones
-    also run compiled per length bucket (padded up to it), which can be faster than its dynamic shapes."""
+    also run compiled per length bucket (padded up to it), which can be faster than its dynamic shapes, except
+    for models whose outputs padding changes (ConvBERT's convolutions see the pads)."""
     rest = "bf16" if cpu.bf16 else "f32"
     no_bf16 = None if cpu.bf16 else "this CPU has no AMX-BF16 / AVX512-BF16 (bf16 would be emulated)"
     static = ("static_sequences", buckets(max_length))
     no_nncf = nncf_missing()
-    return [
+    found = [
         (Plan(ORT, "fp32", "fused"), None),
         (Plan(ORT, "int8-dynamic", "int8-dynamic"), None),
         (Plan(ORT, "int8-static", "int8-static"), None),
@@ -134,6 +135,7 @@ def plans(cpu: CpuFeatures, max_length: int) -> list[tuple[Plan, str | None]]:
         (Plan(OPENVINO, "int8-static", "int8-static-nncf", (("precision", rest),)), no_nncf),
         (Plan(OPENVINO, "int8-static", "int8-static-nncf", (("precision", rest), static)), no_nncf),
     ]
+    return [(plan, why_not) for plan, why_not in found if not (padding_sensitive and static in plan.options)]
 
 
 def auto_passes(target: str) -> tuple[str, ...]:
@@ -190,7 +192,7 @@ def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> A
     wanted = settings.backends or (ORT, OPENVINO)
     trials: list[_Trial] = []
     skipped: list[Candidate] = []
-    for plan, why_not in plans(cpu, source.max_length):
+    for plan, why_not in plans(cpu, source.max_length, padding_sensitive=source.manifest.padding_sensitive):
         reason = why_not
         if plan.backend not in wanted:
             reason = "not asked for (auto backends)"

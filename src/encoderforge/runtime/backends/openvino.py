@@ -217,6 +217,9 @@ class OpenVinoBackend:
 
         graph = options.pop("graph", None)
         settings = OpenVinoOptions.from_kwargs(options)
+        if settings.static_sequences and artifact.manifest.padding_sensitive:
+            raise UnsupportedError(f"static_sequences pads requests, and padding changes {artifact.family}'s outputs "
+                                   f"({artifact.path}); load it without static_sequences")
         model_path = graph_file(artifact, graph)
         if not model_path.is_file():
             raise InputError(f"graph {str(model_path)!r} does not exist; re-export the artifact")
