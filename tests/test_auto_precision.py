@@ -25,6 +25,7 @@ from encoderforge.runtime.backends import get_backend
 FAST = AutoOptions(seconds=0.03, rounds=1, progress=False)
 HAS_OPENVINO = get_backend("openvino").available() is None
 BF16_CPU = CpuFeatures("fake bf16 Xeon", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}), "x86_64")
+SHAPES = ((1, 128), (8, 128))
 PLAIN_CPU = CpuFeatures("fake AVX2 EPYC", frozenset({"avx2", "fma"}), "x86_64")
 
 
@@ -48,7 +49,9 @@ def test_auto_is_the_cpu_default_and_keeps_the_fastest_within_the_bound(auto: Ar
                                                             ("onnxruntime-cpu", "int8-dynamic"),
                                                             ("onnxruntime-cpu", "int8-static")}
     for c in measured:
-        assert [p.batch_size for p in c.latency] == [1, 8] and all(p.p50_ms > 0 for p in c.latency)
+        # batch 1 and 8 at sequence 128 and 48, capped at the tiny model's 64 tokens
+        assert [(p.batch_size, p.sequence_length) for p in c.latency] == [(1, 64), (8, 64), (1, 48), (8, 48)]
+        assert all(p.p50_ms > 0 for p in c.latency)
         assert c.accuracy_drop is not None and c.min_cosine is not None and c.score_ms is not None
         within = c.accuracy_drop <= selection.max_accuracy_drop
         if c is not chosen:
@@ -153,7 +156,7 @@ def _trial(precision: str, drop: float, p50: tuple[float, float], cosine: float 
 
     trial = _Trial(Plan("onnxruntime-cpu", precision, precision), ())
     trial.fidelity = Report()  # type: ignore[assignment]
-    trial.samples = {1: [p50[0]], 8: [p50[1]]}
+    trial.samples = {(1, 128): [p50[0]], (8, 128): [p50[1]]}
     return trial
 
 
@@ -162,19 +165,19 @@ def test_choice_is_the_fastest_within_the_bound_by_geometric_mean() -> None:
     balanced = _trial("int8-dynamic", 0.004, (4.0, 16.0))  # geomean 8
     skewed = _trial("fp32", 0.0, (2.0, 40.0))  # geomean ~8.9
     config = OptimizeConfig(artifact="a", output="b")
-    assert _choose([fast_but_wrong, balanced, skewed], (1, 8), 0.005, config) is balanced
+    assert _choose([fast_but_wrong, balanced, skewed], SHAPES, 0.005, config) is balanced
     assert fast_but_wrong.rejected == "accuracy drop 0.02 > bound 0.005"
     assert skewed.rejected == "slower: 1.12x the chosen one's time"
     # a small pooled drop does not hide one bad row: every row's cosine is held to 1 - bound as well
     bad_row = _trial("int8-static", 0.0007, (1.0, 8.0), cosine=0.934)
-    assert _choose([bad_row, _trial("fp32", 0.0, (2.0, 40.0))], (1, 8), 0.005, config) is not bad_row
+    assert _choose([bad_row, _trial("fp32", 0.0, (2.0, 40.0))], SHAPES, 0.005, config) is not bad_row
     assert bad_row.rejected == "min cosine 0.934 < 0.995 (1 - bound) on some output row"
 
 
 def test_no_candidate_within_the_bound_is_one_error_naming_each() -> None:
     trials = [_trial("int8-static", 0.02, (1.0, 8.0)), _trial("fp32", 0.01, (2.0, 9.0))]
     with pytest.raises(ValidationError) as caught:
-        _choose(trials, (1, 8), 0.005, OptimizeConfig(artifact="a", output="b"))
+        _choose(trials, SHAPES, 0.005, OptimizeConfig(artifact="a", output="b"))
     message = str(caught.value)
     assert "\n" not in message and "int8-static: accuracy drop 0.02 > bound 0.005" in message
     assert "fp32: accuracy drop 0.01" in message and "--max-accuracy-drop" in message
@@ -183,19 +186,20 @@ def test_no_candidate_within_the_bound_is_one_error_naming_each() -> None:
 def test_the_cli_prints_the_table(source: Artifact, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["optimize", str(source.path), "--output", str(tmp_path / "a"), "--auto-seconds", "0.03"]) == 0
     out = capsys.readouterr().out
-    assert "auto on " in out and "CHOSEN" in out and "b1 p50" in out and "b8 p50" in out
+    assert "auto on " in out and "CHOSEN" in out and "b1 x 64" in out and "b8 x 48" in out
     assert out.count("CHOSEN") == 1
 
 
 def test_the_demo_latency_table_times_torch_plain_ort_and_ours(source: Artifact, auto: Artifact) -> None:
-    from encoderforge.demo import SHAPES, latency_table
+    from encoderforge.demo import SHAPES as DEMO_SHAPES
+    from encoderforge.demo import latency_table
 
     rows = latency_table(source, auto, seconds=0.05)
     assert auto.manifest.selection is not None
     ours = f"encoderforge ({auto.manifest.selection.backend} {auto.manifest.selection.precision}"
     assert [r.engine for r in rows][:2] == ["PyTorch eager (fp32)", "ONNX Runtime, plain export"]
     assert rows[2].engine.startswith(ours)
-    assert all(len(r.p50_ms) == len(SHAPES) and all(ms > 0 for ms in r.p50_ms) for r in rows)
+    assert all(len(r.p50_ms) == len(DEMO_SHAPES) and all(ms > 0 for ms in r.p50_ms) for r in rows)
 
 
 def test_inspect_says_where_it_runs(auto: Artifact, capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,14 +41,13 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 def selection_lines(selection: Selection) -> list[str]:
     """The auto table as the terminal shows it: one row per candidate, the choice marked."""
-    batches = sorted({p.batch_size for c in selection.candidates for p in c.latency})
-    sequence = next((p.sequence_length for c in selection.candidates for p in c.latency), None)
-    lines = [(f"  auto on {selection.cpu_model} ({selection.cpu_kind}), sequence {sequence}, "
+    shapes = list(dict.fromkeys((p.batch_size, p.sequence_length) for c in selection.candidates for p in c.latency))
+    lines = [(f"  auto on {selection.cpu_model} ({selection.cpu_kind}), p50 per batch x sequence, "
              f"bound: accuracy drop <= {selection.max_accuracy_drop:g}")]
-    header = f"    {'engine':<24} {'precision':<13}" + "".join(f"{'b' + str(b) + ' p50':>11}" for b in batches)
+    header = f"    {'engine':<24} {'precision':<13}" + "".join(f"{f'b{b} x {n}':>11}" for b, n in shapes)
     lines.append(header + f"  {'drop':>8}  verdict")
     for c in selection.candidates:
-        times = "".join(f"{c.p50(b):>8.2f} ms" if c.p50(b) is not None else f"{'-':>11}" for b in batches)
+        times = "".join(f"{ms:>8.2f} ms" if (ms := c.p50(b, n)) is not None else f"{'-':>11}" for b, n in shapes)
         drop = "-" if c.accuracy_drop is None else f"{c.accuracy_drop:.2g}"
         verdict = "CHOSEN" if c.rejected is None else c.rejected
         how = [*(["nncf"] if c.graph.endswith("-nncf") else []), *(["static"] if c.static_shapes else [])]

@@ -9,7 +9,8 @@ machine, keep the fastest within the accuracy bound.
 
 Each candidate is loaded through its runtime backend exactly as `load()` will run it, checked on held-out
 text against the fp32 source (fidelity.py's accuracy drop) and timed at the artifact's typical shapes (batch
-1 and 8, sequence 128 or the artifact's maximum), all candidates interleaved round by round so a burst of
+1 and 8 at sequence 128 and 48 (capped at the artifact's maximum; 48 is off OpenVINO's power-of-two buckets,
+so padding costs what it costs real traffic of mixed lengths), candidates interleaved round by round so a burst of
 load elsewhere hits them alike. The score is the geometric mean of the p50s; the fastest candidate within
 the bound wins. The output artifact holds the winner's graph and, in its manifest's `selection`, the whole
 table (engine, precision, p50 per shape, fidelity, why each other one was rejected), which `load()` reads
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+Shape = tuple[int, int]  # (batch size, sequence length)
+
 ORT = "onnxruntime-cpu"
 OPENVINO = "openvino"
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
@@ -74,7 +77,7 @@ class AutoOptions:
     """How auto measures. Defaults keep roberta-base on 2 cores well under 5 minutes."""
 
     batch_sizes: tuple[int, ...] = (1, 8)
-    sequence_length: int = 128  # capped at the artifact's maximum length
+    sequence_lengths: tuple[int, ...] = (128, 48)  # capped at the artifact's maximum length
     seconds: float = 1.5  # timing budget per candidate and shape, spread over `rounds`
     rounds: int = 3
     backends: tuple[str, ...] | None = None  # None: every installed CPU engine
@@ -83,13 +86,18 @@ class AutoOptions:
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise UnsupportedError(f"auto batch sizes {self.batch_sizes!r} must be positive, e.g. (1, 8)")
-        if self.sequence_length < 8:
-            raise UnsupportedError(f"auto sequence length {self.sequence_length} is below 8; pass e.g. 128")
+        if not self.sequence_lengths or any(n < 8 for n in self.sequence_lengths):
+            raise UnsupportedError(f"auto sequence lengths {self.sequence_lengths!r} must be >= 8, e.g. (128, 48)")
         if self.seconds <= 0 or self.rounds < 1:
             raise UnsupportedError(f"auto timing needs seconds > 0 and rounds >= 1, got {self.seconds}, {self.rounds}")
         unknown = set(self.backends or ()) - {ORT, OPENVINO}
         if unknown:
             raise UnsupportedError(f"auto measures {ORT} and {OPENVINO}; unknown backend(s) {sorted(unknown)}")
+
+    def shapes(self, max_length: int) -> tuple[Shape, ...]:
+        """(batch, sequence) points, every sequence capped at the artifact's maximum."""
+        lengths = dict.fromkeys(min(n, max_length) for n in self.sequence_lengths)
+        return tuple((b, n) for n in lengths for b in self.batch_sizes)
 
 
 @dataclass(frozen=True)
@@ -153,13 +161,13 @@ class _Trial:
     session: Session | None = None
     rejected: str | None = None
     fidelity: FidelityReport | None = None
-    samples: dict[int, list[float]] = field(default_factory=dict)  # batch size -> ms per call
+    samples: dict[Shape, list[float]] = field(default_factory=dict)  # (batch, sequence) -> ms per call
 
-    def p50(self, batch: int) -> float:
-        return float(np.median(self.samples[batch]))
+    def p50(self, shape: Shape) -> float:
+        return float(np.median(self.samples[shape]))
 
-    def score(self, batches: tuple[int, ...]) -> float:
-        return math.exp(sum(math.log(self.p50(b)) for b in batches) / len(batches))
+    def score(self, shapes: tuple[Shape, ...]) -> float:
+        return math.exp(sum(math.log(self.p50(s)) for s in shapes) / len(shapes))
 
 
 class _Progress:
@@ -204,8 +212,8 @@ def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> A
             skipped.append(Candidate(backend=plan.backend, precision=plan.precision, graph=plan.graph,
                                      options=plan.options, rejected=reason))
     graph_names = list(dict.fromkeys(t.plan.graph for t in trials))
-    sequence = min(settings.sequence_length, source.max_length)
-    progress = _Progress(len(graph_names) + len(trials) + len(settings.batch_sizes) * settings.rounds,
+    shapes = settings.shapes(source.max_length)
+    progress = _Progress(len(graph_names) + len(trials) + len(shapes) * settings.rounds,
                          settings.progress)
     built: dict[str, tuple[onnx.ModelProto, list[Any], Artifact]] = {}
     try:
@@ -225,9 +233,9 @@ def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> A
                 progress.step(f"built {name} graph")
             _load_and_check(source, trials, built, config, progress)
             live = [t for t in trials if t.session is not None]
-            _time(source, live, settings.batch_sizes, sequence, settings, progress)
-            chosen = _choose(trials, settings.batch_sizes, bound, config)
-            table = _table(trials, skipped, chosen, settings.batch_sizes, sequence)
+            _time(source, live, shapes, settings, progress)
+            chosen = _choose(trials, shapes, bound, config)
+            table = _table(trials, skipped, chosen, shapes)
             selection = Selection(backend=chosen.plan.backend, precision=chosen.plan.precision,
                                   options=chosen.plan.options, cpu_model=cpu.model, cpu_kind=cpu.kind,
                                   cpu_features=chosen.relies_on, max_accuracy_drop=bound, candidates=table)
@@ -266,15 +274,16 @@ def _load_and_check(source: Artifact, trials: list[_Trial], built: Mapping[str, 
         progress.step(f"checked {trial.plan.backend} {trial.plan.precision}")
 
 
-def _time(source: Artifact, trials: list[_Trial], batches: tuple[int, ...], sequence: int, settings: AutoOptions,
+def _time(source: Artifact, trials: list[_Trial], shapes: tuple[Shape, ...], settings: AutoOptions,
           progress: _Progress) -> None:
-    """p50 per batch size, candidates interleaved round by round (a warm-up call each first)."""
+    """p50 per shape, candidates interleaved round by round (a warm-up call each first)."""
     from encoderforge.bench.inputs import build_inputs
     from encoderforge.tokenization import ArtifactTokenizer
 
     tokenizer = ArtifactTokenizer.from_artifact(source)
     per_round = settings.seconds / settings.rounds
-    for batch in batches:
+    for shape in shapes:
+        batch, sequence = shape
         feed = build_inputs(source, tokenizer, batch, sequence).feed
         calls: list[tuple[_Trial, Callable[[], object]]] = []
         for trial in trials:
@@ -283,7 +292,7 @@ def _time(source: Artifact, trials: list[_Trial], batches: tuple[int, ...], sequ
             own = {k: v for k, v in feed.items() if k in names}
             run = trial.session.run
             calls.append((trial, lambda run=run, own=own: run(own)))  # type: ignore[misc]
-            trial.samples[batch] = []
+            trial.samples[shape] = []
         for _, call in calls:
             call()  # warm-up: first-call allocations and compilation
         for round_index in range(settings.rounds):
@@ -292,13 +301,13 @@ def _time(source: Artifact, trials: list[_Trial], batches: tuple[int, ...], sequ
                 while True:  # at least one call per round, however slow
                     start = time.perf_counter()
                     call()
-                    trial.samples[batch].append((time.perf_counter() - start) * 1e3)
+                    trial.samples[shape].append((time.perf_counter() - start) * 1e3)
                     if time.perf_counter() >= deadline:
                         break
-            progress.step(f"timed batch {batch}, round {round_index + 1}")
+            progress.step(f"timed batch {batch} x {sequence}, round {round_index + 1}")
 
 
-def _choose(trials: list[_Trial], batches: tuple[int, ...], bound: float, config: OptimizeConfig) -> _Trial:
+def _choose(trials: list[_Trial], shapes: tuple[Shape, ...], bound: float, config: OptimizeConfig) -> _Trial:
     """The fastest trial within the bound; every other trial gets its reason."""
     for trial in trials:
         if trial.rejected is None and trial.fidelity is not None:
@@ -313,24 +322,24 @@ def _choose(trials: list[_Trial], batches: tuple[int, ...], bound: float, config
         relax = "relax it with --max-accuracy-drop" if config.max_accuracy_drop is None else "raise --max-accuracy-drop"
         raise ValidationError(f"no auto candidate meets the fidelity bound (accuracy drop <= {bound:g}): {tried}; "
                               f"{relax}, or pick a --precision")
-    chosen = min(accepted, key=lambda t: t.score(batches))
+    chosen = min(accepted, key=lambda t: t.score(shapes))
     for trial in accepted:
         if trial is not chosen:
-            trial.rejected = f"slower: {trial.score(batches) / chosen.score(batches):.2f}x the chosen one's time"
+            trial.rejected = f"slower: {trial.score(shapes) / chosen.score(shapes):.2f}x the chosen one's time"
     return chosen
 
 
-def _table(trials: list[_Trial], skipped: list[Candidate], chosen: _Trial, batches: tuple[int, ...],
-           sequence: int) -> tuple[Candidate, ...]:
+def _table(trials: list[_Trial], skipped: list[Candidate], chosen: _Trial,
+           shapes: tuple[Shape, ...]) -> tuple[Candidate, ...]:
     """Every candidate, measured ones fastest first, then those that could not be tried."""
     rows = []
     for trial in trials:
         report = trial.fidelity
-        latency = tuple(LatencyPoint(b, sequence, round(trial.p50(b), 3)) for b in batches if trial.samples.get(b))
+        latency = tuple(LatencyPoint(b, n, round(trial.p50((b, n)), 3)) for b, n in shapes if trial.samples.get((b, n)))
         rows.append(Candidate(
             backend=trial.plan.backend, precision=trial.plan.precision, graph=trial.plan.graph,
             options=trial.plan.options, latency=latency,
-            score_ms=round(trial.score(batches), 3) if len(latency) == len(batches) else None,
+            score_ms=round(trial.score(shapes), 3) if len(latency) == len(shapes) else None,
             accuracy_drop=None if report is None else float(report.accuracy_drop),
             min_cosine=None if report is None else float(report.min_cosine),
             median_sqnr_db=None if report is None or not math.isfinite(report.median_sqnr_db)

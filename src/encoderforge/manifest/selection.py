@@ -86,8 +86,10 @@ class Candidate(Section):
         """Compiled per sequence-length bucket (requests padded up to the next bucket)."""
         return bool(dict(self.options).get("static_sequences"))
 
-    def p50(self, batch_size: int) -> float | None:
-        return next((p.p50_ms for p in self.latency if p.batch_size == batch_size), None)
+    def p50(self, batch_size: int, sequence_length: int | None = None) -> float | None:
+        """The p50 at this batch size (and sequence length; None: the first measured)."""
+        return next((p.p50_ms for p in self.latency if p.batch_size == batch_size
+                     and sequence_length in (None, p.sequence_length)), None)
 
 
 @dataclass(frozen=True, kw_only=True)
