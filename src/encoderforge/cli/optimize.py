@@ -76,6 +76,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--reduce-range", dest="reduce_range", action=argparse.BooleanOptionalAction, default=None,
                    help="int8-dynamic: 7-bit weights (default: on only for CPUs without VNNI)")
     p.add_argument("--auto-seconds", type=float, default=None,
-                   help="auto: timing budget per candidate and batch size (default 1.5 s)")
+                   help="auto: timing budget per candidate and (batch, sequence) shape (default 1.5 s)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.set_defaults(handler=_cmd_optimize)

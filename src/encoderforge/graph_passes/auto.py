@@ -78,7 +78,7 @@ class AutoOptions:
 
     batch_sizes: tuple[int, ...] = (1, 8)
     sequence_lengths: tuple[int, ...] = (128, 48)  # capped at the artifact's maximum length
-    seconds: float = 1.5  # timing budget per candidate and shape, spread over `rounds`
+    seconds: float = 1.5  # timing budget per candidate and (batch, sequence) shape, spread over `rounds`
     rounds: int = 3
     backends: tuple[str, ...] | None = None  # None: every installed CPU engine
     progress: bool = True
