@@ -6,8 +6,9 @@
 Each replica (a Ray actor) loads every artifact and answers the routes of serving/app.py. Ray's HTTP proxy
 takes the requests; in the replica, one `serve.batch` queue per model gathers concurrent requests (up to
 --max-batch rows, waiting at most --max-queue-delay-ms), and a worker thread runs the batch through the
-pipeline, which sorts it into length buckets; only the session's `run` is serialized. Replicas share the CPUs:
-each runs onnxruntime with --threads intra-op threads (default: the cores / replicas).
+pipeline, which sorts it into length buckets. An onnxruntime CPU session runs the --workers batches at once,
+each call with --threads intra-op threads (default: cores / (replicas x workers), at least 1; see hosts.py for
+why few threads per call beat one call on every core); other backends run one batch at a time.
 
 Everything that can be wrong before start (no artifact, unservable task, backend not installed, invalid or
 busy port) is checked first, in well under a second, before Ray starts. SIGINT / SIGTERM stop gracefully:
@@ -47,17 +48,23 @@ class ServeConfig:
     max_queue_delay_ms: float = 5.0
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
     device: str = "cpu"
-    threads: int | None = None  # onnxruntime intra-op threads per replica; None: cores / replicas
-    workers: int = 2  # threads per model and replica that tokenize / post-process around the session
+    threads: int | None = None  # intra-op threads per session call; None: cores / (replicas x workers)
+    workers: int = 2  # batches per model and replica in flight at once (each tokenizes, runs, post-processes)
     request_timeout_s: float = 60.0
     shutdown_timeout_s: float = 30.0
     ray_address: str | None = None  # an existing Ray cluster; None: start a local one
 
 
 def replica_threads(config: ServeConfig) -> int:
+    """Intra-op threads of one session call."""
     if config.threads is not None:
         return config.threads
-    return max(1, (os.cpu_count() or 1) // config.replicas)
+    return max(1, (os.cpu_count() or 1) // (config.replicas * config.workers))
+
+
+def replica_cpus(config: ServeConfig) -> int:
+    """The CPUs one replica asks Ray for: its concurrent session calls times their threads."""
+    return replica_threads(config) * config.workers
 
 
 def _validate(config: ServeConfig) -> None:
@@ -170,7 +177,7 @@ def _start_ray(config: ServeConfig) -> bool:
     os.environ.setdefault("RAY_worker_niceness", "0")
     if ray.is_initialized():
         return False
-    cpus = None if config.ray_address else max(os.cpu_count() or 1, config.replicas * replica_threads(config))
+    cpus = None if config.ray_address else max(os.cpu_count() or 1, config.replicas * replica_cpus(config))
     ray.init(address=config.ray_address, num_cpus=cpus, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING, namespace=APP_NAME)
     return True
@@ -199,7 +206,7 @@ def start(config: ServeConfig) -> Iterator[Server]:
             serve.ingress(replica_app(specs, config))(),
             name="models", num_replicas=config.replicas,
             max_ongoing_requests=max(256, 4 * config.max_batch * config.workers),
-            ray_actor_options={"num_cpus": replica_threads(config)},
+            ray_actor_options={"num_cpus": replica_cpus(config)},
             graceful_shutdown_timeout_s=config.shutdown_timeout_s, graceful_shutdown_wait_loop_s=0.5,
         )
         try:
@@ -227,6 +234,6 @@ def serve(config: ServeConfig) -> None:
     with start(config) as server:
         for model in server.models:
             print(f"{model.name} ({model.task}): POST {server.url}/v2/models/{model.name}/infer", flush=True)
-        print(f"ready: {server.url}/v2/health/ready ({config.replicas} replica(s), "
-              f"{replica_threads(config)} thread(s) each)", flush=True)
+        print(f"ready: {server.url}/v2/health/ready ({config.replicas} replica(s), {config.workers} worker(s) "
+              f"of {replica_threads(config)} thread(s) each)", flush=True)
         server.wait()
