@@ -6,9 +6,12 @@
 Per model, in one run on the same sentences (one sentence per request, lengths mixed):
 (1 and 2 alternate for --rounds rounds; the ratio is total in-process time / total served time)
 1. in process: the runtime on all sentences at once (`encode(texts, batch_size=32)` for embeddings, the pipeline
-   call otherwise), with the server's thread count;
-2. served: `encoderforge serve` in a subprocess, --clients concurrent HTTP clients (KServe v2 JSON) sending
-   --requests requests; throughput, p50 / p99 latency, errors; served / in-process ratio;
+   call otherwise), with --threads intra-op threads (default: the cores);
+2. served: `encoderforge serve` in a subprocess (its own thread defaults unless --server-threads), --clients
+   concurrent HTTP clients (KServe v2 JSON) sending --requests requests; throughput, p50 / p99 latency, errors;
+   served / in-process ratio; the CPU each process spent per request (client, HAProxy, replica, the rest of
+   Ray, other processes of the machine). The clients are raw asyncio HTTP/1.1 on keep-alive connections with
+   requests prepared before timing, so that the load generator takes as little of the shared cores as it can;
 3. the first model only: a burst of --burst requests in flight at once; every bad request (malformed JSON, no
    `inputs`, wrong datatype / shape / name, empty, oversize, unknown model, not UTF-8 JSON) answered while good
    requests keep flowing; a soak of --soak-seconds with the server's resident memory sampled; SIGTERM with

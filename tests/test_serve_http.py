@@ -218,6 +218,18 @@ def test_cpu_sessions_run_calls_at_once_others_one_at_a_time() -> None:
     assert most[0] == 1
 
 
+def test_session_threads_share_the_cores_among_concurrent_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    from encoderforge.serving.ray_serve import ServeConfig, replica_cpus, replica_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    config = ServeConfig(artifacts=("m",), replicas=2, workers=2)
+    assert replica_threads(config, "onnxruntime-cpu") == 2  # 8 cores, 2 replicas x 2 concurrent calls
+    assert replica_threads(config, "openvino") == 4  # one call at a time gets the replica's share
+    assert replica_cpus(config) == 4
+    pinned = ServeConfig(artifacts=("m",), threads=3, workers=2)
+    assert (replica_threads(pinned, "onnxruntime-cpu"), replica_cpus(pinned)) == (3, 6)
+
+
 # ---- one server on loopback ------------------------------------------------------------------------------
 
 TINY = {"qa": ("roberta", "question-answering"), "ner": ("bert", "token-classification"),
