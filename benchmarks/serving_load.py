@@ -6,9 +6,12 @@
 Per model, in one run on the same sentences (one sentence per request, lengths mixed):
 (1 and 2 alternate for --rounds rounds; the ratio is total in-process time / total served time)
 1. in process: the runtime on all sentences at once (`encode(texts, batch_size=32)` for embeddings, the pipeline
-   call otherwise), with the server's thread count;
-2. served: `encoderforge serve` in a subprocess, --clients concurrent HTTP clients (KServe v2 JSON) sending
-   --requests requests; throughput, p50 / p99 latency, errors; served / in-process ratio;
+   call otherwise), with --threads intra-op threads (default: the cores);
+2. served: `encoderforge serve` in a subprocess (its own thread defaults unless --server-threads), --clients
+   concurrent HTTP clients (KServe v2 JSON) sending --requests requests; throughput, p50 / p99 latency, errors;
+   served / in-process ratio; the CPU each process spent per request (client, HAProxy, replica, the rest of
+   Ray, other processes of the machine). The clients are raw asyncio HTTP/1.1 on keep-alive connections with
+   requests prepared before timing, so that the load generator takes as little of the shared cores as it can;
 3. the first model only: a burst of --burst requests in flight at once; every bad request (malformed JSON, no
    `inputs`, wrong datatype / shape / name, empty, oversize, unknown model, not UTF-8 JSON) answered while good
    requests keep flowing; a soak of --soak-seconds with the server's resident memory sampled; SIGTERM with
@@ -38,6 +41,58 @@ from encoderforge.bench.fingerprint import fingerprint
 from encoderforge.bench.portable import portable
 
 HOST = "127.0.0.1"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class Connection:
+    """One HTTP/1.1 keep-alive connection on raw asyncio streams: the load generator shares the cores with the
+    server, so it costs as little CPU per request as it can (prepared request bytes, no client library)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(HOST, self.port, limit=1 << 20)
+        reader, writer = self.streams
+        try:
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            headers = head.lower()
+            at = headers.find(b"\r\ncontent-length:")
+            if at >= 0:
+                body = await reader.readexactly(int(headers[at + 17:headers.index(b"\r\n", at + 2)]))
+            elif b"\r\ntransfer-encoding: chunked" in headers:
+                body = await _chunked(reader)
+            else:
+                body = await reader.read()
+            if b"\r\nconnection: close" in headers or at < 0 and b"chunked" not in headers:
+                self.close()
+            return status, body
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+async def _chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        parts.append(await reader.readexactly(size + 2))
+        if size == 0:
+            return b"".join(p[:-2] for p in parts)
+
+
+def http_request(path: str, port: int, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def free_port() -> int:
@@ -54,23 +109,64 @@ def sentences(count: int) -> list[str]:
             for i in range(count)]
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (from /proc), in MiB."""
-    total, stack, seen = 0, [pid], set()
+def tree_pids(root: int) -> list[int]:
+    """A process and all its descendants (from /proc)."""
+    pids, stack = [], [root]
     while stack:
         current = stack.pop()
-        if current in seen:
+        if current in pids:
             continue
-        seen.add(current)
+        pids.append(current)
         try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
             for task in Path(f"/proc/{current}/task").iterdir():
                 stack.extend(int(c) for c in (task / "children").read_text().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
+    return pids
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB."""
+    total = 0
+    for current in tree_pids(pid):
+        try:
+            total += sum(int(line.split()[1]) for line in Path(f"/proc/{current}/status").read_text().splitlines()
+                         if line.startswith("VmRSS:"))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
     return total / 1024
+
+
+ROLES = (("haproxy", "haproxy"), ("ServeReplica", "replica"), ("ServeController", "controller"),
+         ("raylet", "raylet"), ("gcs_server", "gcs"))
+
+
+def cpu_snapshot(server: int) -> dict[str, float]:
+    """CPU seconds so far: the client (this process), each role of the server tree, and the whole machine."""
+    out = {"client": sum(os.times()[:2]), "machine": 0.0}
+    for pid in tree_pids(server):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        role = "serve CLI" if pid == server else next((r for key, r in ROLES if key in argv), "ray other")
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    out["machine"] = (sum(ticks) - ticks[3] - ticks[4]) / TICK  # all but idle and iowait
+    return out
+
+
+def cpu_use(before: dict[str, float], after: dict[str, float], requests: int, wall: float) -> dict[str, Any]:
+    """CPU ms per request of each role, the rest of the machine (other jobs) included, and the machine's use."""
+    spent = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    machine = spent.pop("machine")
+    spent["other processes"] = max(0.0, machine - sum(spent.values()))
+    cores = os.cpu_count() or 1
+    return {"ms_per_request": {k: round(1000 * v / max(requests, 1), 2) for k, v in sorted(spent.items())},
+            "client_share_of_busy_cpu": round(spent["client"] / max(machine, 1e-9), 3),
+            "machine_busy": round(machine / (cores * wall), 3)}
 
 
 def v2_body(text: str, name: str = "text") -> bytes:
@@ -91,40 +187,57 @@ def in_process(pipeline: Any, texts: list[str]) -> dict[str, Any]:
 ERRORS: list[str] = []  # the first few client-side failures, for the record
 
 
-async def _one(session: Any, url: str, payload: bytes) -> tuple[int, float]:
+class Target:
+    """One model's infer route on the server, with every sentence's request prepared once (not per request)."""
+
+    def __init__(self, port: int, model: str, texts: list[str]) -> None:
+        self.port = port
+        self.path = f"/v2/models/{model}/infer"
+        self.requests = [http_request(self.path, port, v2_body(t)) for t in texts]
+
+    def raw(self, index: int) -> bytes:
+        return self.requests[index % len(self.requests)]
+
+
+async def _one(connection: Connection, raw: bytes) -> tuple[int, float]:
     start = time.perf_counter()
     try:
-        async with session.post(url, data=payload, headers={"Content-Type": "application/json"}) as response:
-            body = await response.read()
-            if response.status != 200 and len(ERRORS) < 5:
-                ERRORS.append(f"{response.status}: {body[:160]!r}")
-            return response.status, time.perf_counter() - start
+        status, body = await connection.request(raw)
+        if status != 200 and len(ERRORS) < 5:
+            ERRORS.append(f"{status}: {body[:160]!r}")
+        return status, time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - counted as an error, never raised
         if len(ERRORS) < 5:
             ERRORS.append(f"{type(exc).__name__}: {str(exc)[:160]}")
         return -1, time.perf_counter() - start
 
 
-async def closed_loop(url: str, texts: list[str], requests: int, clients: int, timeout_s: float) -> dict[str, Any]:
-    """`clients` workers, each sending its next request when the last one is answered, `requests` in all."""
-    import aiohttp
-
+async def closed_loop(target: Target, requests: int, clients: int, timeout_s: float,
+                      server: int | None = None) -> dict[str, Any]:
+    """`clients` workers on a keep-alive connection each, each sending its next request when the last one is
+    answered, `requests` in all; with `server`, the CPU each process spent meanwhile."""
     results: list[tuple[int, float]] = []
     counter = iter(range(requests))
     deadline = time.monotonic() + timeout_s
 
-    async def worker(session: Any) -> None:
-        for i in counter:
-            if time.monotonic() > deadline:
-                return
-            results.append(await _one(session, url, v2_body(texts[i % len(texts)])))
+    async def worker() -> None:
+        connection = Connection(target.port)
+        try:
+            for i in counter:
+                if time.monotonic() > deadline:
+                    return
+                results.append(await asyncio.wait_for(_one(connection, target.raw(i)), 120))
+        finally:
+            connection.close()
 
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*[worker(session) for _ in range(clients)])
-        wall = time.perf_counter() - start
-    return summarize(results, wall, clients=clients)
+    before = cpu_snapshot(server) if server else {}
+    start = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(clients)])
+    wall = time.perf_counter() - start
+    summary = summarize(results, wall, clients=clients)
+    if server:
+        summary["cpu"] = cpu_use(before, cpu_snapshot(server), len(results), wall)
+    return summary
 
 
 def summarize(results: list[tuple[int, float]], wall: float, **extra: Any) -> dict[str, Any]:
@@ -138,14 +251,16 @@ def summarize(results: list[tuple[int, float]], wall: float, **extra: Any) -> di
             "p99_ms": round(float(np.percentile(latencies, 99)), 1), "max_ms": round(float(latencies.max()), 1)}
 
 
-async def burst(url: str, texts: list[str], count: int) -> dict[str, Any]:
-    import aiohttp
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=count),
-                                     timeout=aiohttp.ClientTimeout(total=300)) as session:
-        start = time.perf_counter()
-        results = await asyncio.gather(*[_one(session, url, v2_body(texts[i % len(texts)])) for i in range(count)])
-        return summarize(list(results), time.perf_counter() - start, in_flight=count)
+async def burst(target: Target, count: int) -> dict[str, Any]:
+    """`count` requests in flight at once, each on its own connection."""
+    connections = [Connection(target.port) for _ in range(count)]
+    start = time.perf_counter()
+    results = await asyncio.gather(*[asyncio.wait_for(_one(c, target.raw(i)), 300)
+                                     for i, c in enumerate(connections)])
+    wall = time.perf_counter() - start
+    for connection in connections:
+        connection.close()
+    return summarize(list(results), wall, in_flight=count)
 
 
 def post(url: str, payload: bytes, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -177,10 +292,10 @@ def bad_requests(base: str, model: str) -> dict[str, Any]:
     return out
 
 
-async def bad_while_good(url: str, base: str, model: str, texts: list[str]) -> dict[str, Any]:
+async def bad_while_good(target: Target, base: str, model: str) -> dict[str, Any]:
     """Good traffic from 16 clients while every bad request is sent 5 times: good ones must all succeed."""
     loop = asyncio.get_running_loop()
-    good = asyncio.ensure_future(closed_loop(url, texts, 400, 16, 120))
+    good = asyncio.ensure_future(closed_loop(target, 400, 16, 120))
     bad = []
     for _ in range(5):
         bad.append(await loop.run_in_executor(None, bad_requests, base, model))
@@ -189,10 +304,10 @@ async def bad_while_good(url: str, base: str, model: str, texts: list[str]) -> d
     return {"good": await good, "bad_statuses": statuses}
 
 
-async def soak(url: str, texts: list[str], seconds: float, clients: int, pid: int) -> dict[str, Any]:
+async def soak(target: Target, seconds: float, clients: int, pid: int) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     samples: list[tuple[float, float]] = []
-    task = asyncio.ensure_future(closed_loop(url, texts, 10**9, clients, seconds))
+    task = asyncio.ensure_future(closed_loop(target, 10**9, clients, seconds, server=pid))
     start = time.monotonic()
     while time.monotonic() < deadline:
         samples.append((round(time.monotonic() - start, 1), round(tree_rss_mb(pid), 1)))
@@ -205,21 +320,23 @@ async def soak(url: str, texts: list[str], seconds: float, clients: int, pid: in
             "rss_slope_mb_per_min_after_warmup": round(slope, 2), "samples": samples}
 
 
-async def drain(url: str, texts: list[str], server: subprocess.Popen[bytes]) -> dict[str, Any]:
+async def drain(target: Target, server: subprocess.Popen[bytes]) -> dict[str, Any]:
     """SIGTERM while 64 requests are in flight: every one must still be answered."""
-    import aiohttp
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-        pending = [asyncio.ensure_future(_one(session, url, v2_body(texts[i % len(texts)]))) for i in range(64)]
-        await asyncio.sleep(0.3)
-        server.send_signal(signal.SIGTERM)
-        results = await asyncio.gather(*pending)
+    connections = [Connection(target.port) for _ in range(64)]
+    pending = [asyncio.ensure_future(asyncio.wait_for(_one(c, target.raw(i)), 120))
+               for i, c in enumerate(connections)]
+    await asyncio.sleep(0.3)
+    server.send_signal(signal.SIGTERM)
+    results = await asyncio.gather(*pending)
+    for connection in connections:
+        connection.close()
     return {"in_flight": 64, "answered_200": sum(1 for r in results if r[0] == 200)}
 
 
 def start_server(specs: list[str], port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    threads = ["--threads", str(args.server_threads)] if args.server_threads else []
     command = [sys.executable, "-m", "encoderforge.cli", "serve", *specs, "--host", HOST, "--http-port", str(port),
-               "--threads", str(args.threads), "--max-batch", str(args.max_batch),
+               *threads, "--workers", str(args.workers), "--max-batch", str(args.max_batch),
                "--max-queue-delay-ms", str(args.max_queue_delay_ms), "--replicas", str(args.replicas),
                "--request-timeout-s", "600"]  # the burst queues all its requests at once
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -247,7 +364,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--burst", type=int, default=1000, help="requests in flight at once (first model)")
     parser.add_argument("--soak-seconds", type=float, default=0, help="0: no soak")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="in-process intra-op threads")
+    parser.add_argument("--server-threads", type=int, default=0, help="serve --threads (0: its default)")
+    parser.add_argument("--workers", type=int, default=2, help="serve --workers")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2, help="in-process / served rounds per model, alternating")
     parser.add_argument("--max-batch", type=int, default=32)
@@ -269,7 +388,8 @@ def main() -> int:
                 "with other jobs): compare served with in-process of the same run, not across machines",
         "fingerprint": fingerprint({name: {"path": path} for name, path in models}, threads=args.threads),
         "settings": {k: getattr(args, k) for k in ("requests", "rounds", "clients", "burst", "soak_seconds", "threads",
-                                                   "replicas", "max_batch", "max_queue_delay_ms")},
+                                                   "server_threads", "workers", "replicas", "max_batch",
+                                                   "max_queue_delay_ms")},
         "models": {},
     }
     import encoderforge
@@ -281,12 +401,12 @@ def main() -> int:
             # Rounds alternate in-process and served runs, so that load from other jobs hits both alike.
             pipeline = encoderforge.load(path, device="cpu", intra_op_threads=args.threads)
             in_process(pipeline, texts[:64])  # warm-up
-            url = f"{base}/v2/models/{name}/infer"
-            asyncio.run(closed_loop(url, texts, 2 * args.clients, args.clients, 120))  # warm-up
+            target = Target(port, name, texts[:counts[name]])
+            asyncio.run(closed_loop(target, 2 * args.clients, args.clients, 120))  # warm-up
             rounds = []
             for _ in range(args.rounds):
                 local = in_process(pipeline, texts[:counts[name]])
-                served = asyncio.run(closed_loop(url, texts[:counts[name]], counts[name], args.clients, 600))
+                served = asyncio.run(closed_loop(target, counts[name], args.clients, 600, server=server.pid))
                 rounds.append({"in_process": local, "served": served,
                                "ratio": round(served["requests_per_s"] / local["sentences_per_s"], 3)})
                 print(name, json.dumps(rounds[-1]), flush=True)
@@ -300,18 +420,18 @@ def main() -> int:
                 "errors": sum(r["served"]["errors"] for r in rounds)}
             print(name, "served / in process", results["models"][name]["served_over_in_process"], flush=True)
         first = models[0][0]
-        url = f"{base}/v2/models/{first}/infer"
+        target = Target(port, first, texts)
         if args.burst:
-            results["burst"] = asyncio.run(burst(url, texts, args.burst))
+            results["burst"] = asyncio.run(burst(target, args.burst))
             print("burst", json.dumps(results["burst"]), flush=True)
         results["bad_requests"] = bad_requests(base, first)
-        results["bad_while_good"] = asyncio.run(bad_while_good(url, base, first, texts))
+        results["bad_while_good"] = asyncio.run(bad_while_good(target, base, first))
         print("bad", json.dumps(results["bad_requests"], indent=1), json.dumps(results["bad_while_good"]), flush=True)
         if args.soak_seconds:
-            results["soak"] = asyncio.run(soak(url, texts, args.soak_seconds, 16, server.pid))
+            results["soak"] = asyncio.run(soak(target, args.soak_seconds, 16, server.pid))
             print("soak", json.dumps({k: v for k, v in results["soak"].items() if k != "samples"}), flush=True)
         stop = time.perf_counter()
-        results["drain"] = asyncio.run(drain(url, texts, server))
+        results["drain"] = asyncio.run(drain(target, server))
         server.wait(timeout=120)
         results["drain"].update(returncode=server.returncode, seconds=round(time.perf_counter() - stop, 1))
         print("drain", json.dumps(results["drain"]), flush=True)

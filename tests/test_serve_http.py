@@ -156,6 +156,80 @@ def test_a_batch_runs_in_length_buckets_and_answers_in_order() -> None:
     assert seen[0] == ["a" * 9, "c" * 8]  # the two longest share a bucket
 
 
+def test_padding_buckets_cut_where_padding_costs_more_than_a_call() -> None:
+    from encoderforge.serving.hosts import padding_buckets
+
+    lengths = [20, 20, 20, 80, 21, 19]
+    assert padding_buckets(lengths, max_rows=32, call_cost=16) == [[3], [4, 0, 1, 2, 5]]  # 80 pads nobody
+    assert padding_buckets(lengths, max_rows=32, call_cost=1000) == [[3, 4, 0, 1, 2, 5]]  # calls dearer than pads
+    capped = padding_buckets(lengths, max_rows=2, call_cost=16)
+    assert max(len(b) for b in capped) == 2 and sorted(i for b in capped for i in b) == list(range(6))
+    assert padding_buckets([], max_rows=4) == []
+    with pytest.raises(ValueError, match="max_rows"):
+        padding_buckets([1], max_rows=0)
+
+
+def test_rows_are_measured_in_the_pipelines_tokens(artifact: Callable[..., Any]) -> None:
+    import encoderforge
+    from encoderforge.serving.hosts import row_lengths
+
+    pipeline = encoderforge.load(artifact("bert", "text-classification").path, device="cpu")
+    texts = ["a", "internationalization of everything", "Paris is big."]
+    expected = [len(e.ids) for e in pipeline.tokenizer.encode(texts)]
+    assert row_lengths(pipeline, {"text": texts}, ("text",)) == expected
+    assert row_lengths(object(), {"text": texts}, ("text",)) == [len(t) for t in texts]  # no tokenizer: characters
+
+
+def test_cpu_sessions_run_calls_at_once_others_one_at_a_time() -> None:
+    from encoderforge.serving.hosts import CONCURRENT_BACKENDS, LockedSession
+
+    class Meeting:  # each run waits until two runs are inside at once
+        backend = "onnxruntime-cpu"
+        barrier = threading.Barrier(2, timeout=30)
+
+        def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            self.barrier.wait()
+            return feed
+
+    assert "onnxruntime-cpu" in CONCURRENT_BACKENDS
+    session = LockedSession(Meeting(), concurrent=2)  # type: ignore[arg-type]
+    feeds = [{"x": np.full(1, i)} for i in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        assert [int(r["x"][0]) for r in pool.map(session.run, feeds)] == [0, 1]  # a serialized run would break
+
+    inside, most = [0], [0]
+    guard = threading.Lock()
+
+    class Counting:
+        backend = "onnxruntime-cuda"
+
+        def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            with guard:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.01)
+            with guard:
+                inside[0] -= 1
+            return feed
+
+    single = LockedSession(Counting())  # type: ignore[arg-type]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(single.run, [{"x": np.zeros(1)}] * 8))
+    assert most[0] == 1
+
+
+def test_session_threads_share_the_cores_among_concurrent_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    from encoderforge.serving.ray_serve import ServeConfig, replica_cpus, replica_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    config = ServeConfig(artifacts=("m",), replicas=2, workers=2)
+    assert replica_threads(config, "onnxruntime-cpu") == 2  # 8 cores, 2 replicas x 2 concurrent calls
+    assert replica_threads(config, "openvino") == 4  # one call at a time gets the replica's share
+    assert replica_cpus(config) == 4
+    pinned = ServeConfig(artifacts=("m",), threads=3, workers=2)
+    assert (replica_threads(pinned, "onnxruntime-cpu"), replica_cpus(pinned)) == (3, 6)
+
+
 # ---- one server on loopback ------------------------------------------------------------------------------
 
 TINY = {"qa": ("roberta", "question-answering"), "ner": ("bert", "token-classification"),

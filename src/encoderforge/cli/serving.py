@@ -65,9 +65,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-queue-delay-ms", type=float, default=5.0, help="longest wait to fill a batch")
     p.add_argument("--max-text-bytes", type=int, default=200_000, help="longer texts are rejected with 400")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per replica "
-                   "(default: cores / replicas)")
-    p.add_argument("--workers", type=int, default=2, help="threads per model that tokenize and post-process")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads of each session call "
+                   "(default: cores / (replicas x workers), at least 1)")
+    p.add_argument("--workers", type=int, default=2, help="batches per model and replica in flight at once "
+                   "(onnxruntime CPU runs them concurrently)")
     p.add_argument("--request-timeout-s", type=float, default=60.0, help="end-to-end limit of one request")
     p.add_argument("--shutdown-timeout-s", type=float, default=30.0, help="grace for in-flight requests on SIGTERM")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")

@@ -1,9 +1,15 @@
 """Models as the server holds them: checked before anything starts, then loaded with one shared session per
-model whose `run` is the only critical section.
+model, whose `run` admits a bounded number of concurrent calls.
 
-Each model has `workers` pipelines (own tokenizer each: tokenizing is not shared state) over one session: a
-batch tokenizes and post-processes outside the session lock, so the next batch tokenizes while this one runs.
-The pipeline still forms the length buckets (sorted by length, padded to the bucket's longest).
+Each model has `workers` pipelines (own tokenizer each: tokenizing is not shared state) over one session. An
+onnxruntime CPU session runs `workers` calls at once, each with few intra-op threads (by default one): on a
+machine whose cores are shared with the HTTP server, a multi-threaded onnxruntime call spin-waits for its
+threads and stalls on the one descheduled (MiniLM, 64 clients, 2 cores: one 2-thread call at a time cost the
+replica 11 ms of CPU per request, two 1-thread calls at once 8.4 ms). Other backends (CUDA, TensorRT,
+OpenVINO) run one call at a time.
+A batch is split into length buckets by its texts' token counts (`padding_buckets`): on the sentences of
+benchmarks/serving_load.py, the former fixed buckets of 8 by character length made the model compute 1.7x
+the padded tokens of the in-process runtime's sort over the whole input (the replica: 8.4 -> 6.0 ms).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import queue
 import re
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +27,11 @@ import numpy as np
 
 from encoderforge.errors import EncoderForgeError, InputError
 from encoderforge.runtime.backends import Session, TensorInfo
-from encoderforge.runtime.batching import length_batches
 from encoderforge.serving.tasks import Rows, ServingError, TaskIO, run_rows, task_io
+
+# A session call costs about as much as this many more padded tokens (MiniLM on one thread: a call of 1 x 16
+# tokens takes as long as 2.3x its tokens' share of a 32 x 20 call).
+CALL_COST_TOKENS = 16
 
 # A short text per input for the warm-up that readiness waits for (fill-mask gets its mask token added).
 _WARMUP = {"text": "Hello world.", "question": "Who?", "context": "Ada wrote it."}
@@ -86,12 +96,17 @@ def check_port(host: str, port: int) -> None:
                                "another --http-port") from None
 
 
-class LockedSession:
-    """A session whose `run` holds a lock: the one critical section that the pipelines of a model share."""
+# Backends whose sessions are safe and efficient to run from several threads at once.
+CONCURRENT_BACKENDS = ("onnxruntime-cpu",)
 
-    def __init__(self, session: Session) -> None:
+
+class LockedSession:
+    """A session whose `run` admits at most `concurrent` calls at once (1: the one critical section that
+    the pipelines of a model share)."""
+
+    def __init__(self, session: Session, concurrent: int = 1) -> None:
         self._session = session
-        self._lock = threading.Lock()
+        self._lock = threading.BoundedSemaphore(max(1, concurrent))
         self.backend = session.backend
 
     def inputs(self) -> list[TensorInfo]:
@@ -114,6 +129,42 @@ class LockedSession:
         self.close()
 
 
+def padding_buckets(lengths: Sequence[int], *, max_rows: int, call_cost: int = CALL_COST_TOKENS) -> list[list[int]]:
+    """Indices in buckets of at most `max_rows`, longest first, padded to each bucket's longest: the split of
+    the length-sorted rows with the fewest padded tokens plus `call_cost` per bucket (exact, n x max_rows steps)."""
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    best = [0] + [-1] * len(order)  # best[j]: least cost of the first j rows of `order`
+    cut = [0] * (len(order) + 1)  # where the last bucket of that best split starts
+    for end in range(1, len(order) + 1):
+        for start in range(max(0, end - max_rows), end):
+            cost = best[start] + call_cost + (end - start) * lengths[order[start]]
+            if best[end] < 0 or cost < best[end]:
+                best[end], cut[end] = cost, start
+    buckets: list[list[int]] = []
+    end = len(order)
+    while end > 0:
+        buckets.append(order[cut[end]:end])
+        end = cut[end]
+    return buckets[::-1]
+
+
+def row_lengths(pipeline: Any, rows: Rows, names: Sequence[str]) -> list[int]:
+    """Each row's token count (all its inputs), with the pipeline's own tokenizer; the texts' lengths in
+    characters for a pipeline without one, or when tokenizing fails (the pipeline then says why)."""
+    characters = [sum(len(rows[n][i]) for n in names) for i in range(len(rows[names[0]]))]
+    tokenizer = getattr(getattr(pipeline, "tokenizer", None), "tokenizer", None)
+    if tokenizer is None:
+        return characters
+    try:
+        per_input = [[len(e.ids) for e in tokenizer.encode_batch_fast(rows[n], add_special_tokens=True)]
+                     for n in names]
+    except Exception:  # noqa: BLE001 - only an estimate; the pipeline reports a bad text itself
+        return characters
+    return [sum(column) for column in zip(*per_input)]
+
+
 @dataclass
 class ModelHost:
     """A loaded model: its wire description and a pool of pipelines over one locked session."""
@@ -123,20 +174,19 @@ class ModelHost:
     session: LockedSession
     pipelines: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     normalizes: bool = False
-    bucket: int = 8  # most rows of one length bucket
+    bucket: int = 32  # most rows of one length bucket
 
     def run(self, rows: Rows) -> list[dict[str, np.ndarray] | InputError]:
         """One batch of rows (blocking; call from a worker thread): one answer or InputError per row.
 
-        The rows are split into buckets of similar length (the runtime's `length_batches` over the texts'
-        sizes, at most `bucket` rows each), so that a long text pads only its neighbours in length."""
+        The rows are split into buckets of similar token counts (`padding_buckets`, at most `bucket` rows
+        each), so that a long text pads only its neighbours in length."""
         names = self.io.inputs
         count = len(rows[names[0]])
-        sizes = [sum(len(rows[n][i]) for n in names) for i in range(count)]
         answers: list[dict[str, np.ndarray] | InputError | None] = [None] * count
         pipeline = self.pipelines.get()
         try:
-            for bucket in length_batches(sizes, batch_size=self.bucket):
+            for bucket in padding_buckets(row_lengths(pipeline, rows, names), max_rows=self.bucket):
                 part = run_rows(self.io, pipeline, {n: [rows[n][i] for i in bucket] for n in names})
                 for index, answer in zip(bucket, part):
                     answers[index] = answer
@@ -161,7 +211,7 @@ class ModelHost:
         self.session.close()
 
 
-def load_host(spec: ModelSpec, *, threads: int, workers: int, bucket: int = 8,
+def load_host(spec: ModelSpec, *, threads: int, workers: int, bucket: int = 32,
               options: dict[str, Any] | None = None) -> ModelHost:
     from encoderforge.artifact import Artifact
     from encoderforge.runtime.backends import get_backend
@@ -176,7 +226,7 @@ def load_host(spec: ModelSpec, *, threads: int, workers: int, bucket: int = 8,
     except Exception as exc:  # a backend's own error, shown as one line
         raise ServingError(f"{spec.name}: {spec.backend} cannot load {artifact.model_path.name}: "
                            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}") from exc
-    locked = LockedSession(session)
+    locked = LockedSession(session, concurrent=workers if spec.backend in CONCURRENT_BACKENDS else 1)
     host = ModelHost(spec, task_io(spec.task), locked, bucket=bucket)
     for _ in range(max(1, workers)):
         pipeline = PIPELINES.get(spec.task)(artifact, locked)
