@@ -26,7 +26,7 @@ import numpy as np
 
 
 def sentences(count: int) -> list[str]:
-    from encoderforge.synthetic import corpus_lines
+    from encoderforge.corpus import corpus_lines
 
     lines = corpus_lines()
     pool = lines + [f"{a} {b}" for a, b in zip(lines, lines[5:] + lines[:5])]

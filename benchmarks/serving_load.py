@@ -102,7 +102,7 @@ def free_port() -> int:
 
 
 def sentences(count: int) -> list[str]:
-    from encoderforge.synthetic import corpus_lines
+    from encoderforge.corpus import corpus_lines
 
     lines = corpus_lines()
     return [" ".join(lines[(i * 7 + k) % len(lines)] for k in range(1 + i % 3)) if i % 5 == 0 else lines[i % len(lines)]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from encoderforge.artifact import Artifact
+from encoderforge.corpus import corpus_lines
 from encoderforge.runtime import load
-from encoderforge.synthetic import corpus_lines
 
 
 def varied_sentences() -> list[str]:

@@ -39,11 +39,17 @@ CHOICES = (
 )
 
 
+CORPUS = Path(__file__).with_name("synthetic") / "corpus.txt"  # the bundled text (tokenizers, inputs, held out)
+
+
+def corpus_lines() -> list[str]:
+    """The non-empty lines of the bundled corpus."""
+    return [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def held_out_texts() -> list[str]:
     """Lines of the synthetic corpus minus any exporter validation sentence (the held-out text)."""
-    corpus = Path(__file__).with_name("synthetic") / "corpus.txt"
-    lines = [line.strip() for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [line for line in lines if line not in SENTENCES]
+    return [line.strip() for line in corpus_lines() if line.strip() not in SENTENCES]
 
 
 def sentence_corpus(size: int, *, seed: int = 0) -> list[str]:

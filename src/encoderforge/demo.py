@@ -70,10 +70,10 @@ def latency_table(plain: Artifact, optimized: Artifact, *, seconds: float) -> li
     """Model-only p50 of PyTorch eager, a plain onnxruntime session of the standard export and ours, with the
     benchmark's engines (encoderforge.bench) on the same inputs, each at the process's thread count."""
     from encoderforge.bench.engines import EncoderForgeEngine, Engine, OrtBaselineEngine, default_workdir
-    from encoderforge.bench.inputs import build_inputs
     from encoderforge.bench.measure import time_calls
     from encoderforge.bench.peers import TorchEngine
     from encoderforge.bench.runner import make_groups, resolve_threads
+    from encoderforge.sample_inputs import build_inputs
     from encoderforge.tokenization import ArtifactTokenizer
 
     (group,) = make_groups([plain])

@@ -17,9 +17,9 @@ from typing import Any, Literal
 import numpy as np
 
 from encoderforge.artifact import Artifact
-from encoderforge.bench.inputs import PointInputs
 from encoderforge.errors import EncoderForgeError
 from encoderforge.manifest import Precision
+from encoderforge.sample_inputs import PointInputs
 
 Mode = Literal["model", "e2e"]
 Call = Callable[[], object]

@@ -32,10 +32,10 @@ from encoderforge.bench.engines import (
     session_outputs,
     standard_export,
 )
-from encoderforge.bench.inputs import PointInputs
 from encoderforge.bench.peers import require
 from encoderforge.runtime.backends import TensorInfo
 from encoderforge.runtime.backends.base import SessionBase
+from encoderforge.sample_inputs import PointInputs
 
 Variant = Literal["default", "f32", "nncf-int8"]
 INSTALL = "pip install 'encoderforge[openvino]'"

@@ -18,7 +18,7 @@ import numpy as np
 
 from encoderforge.bench.engines import Engine, Group, Mode, Skip
 from encoderforge.bench.fingerprint import cpu_info
-from encoderforge.bench.inputs import PointInputs
+from encoderforge.sample_inputs import PointInputs
 
 WORKER = Path(__file__).with_name("_optimum_worker.py")
 SUPPORTED = {"feature-extraction", "fill-mask", "text-classification", "token-classification",

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from encoderforge.bench.engines import Call, Engine, Feed, Group, Mode, Skip
-from encoderforge.bench.inputs import PointInputs
 from encoderforge.runtime.pipelines import PIPELINES
 from encoderforge.runtime.pipelines.base import TaskContract
+from encoderforge.sample_inputs import PointInputs
 from encoderforge.tasks import task_head
 
 # transformers.pipeline has no end-to-end counterpart for these heads (multiple choice has no pipeline;

@@ -29,13 +29,13 @@ from encoderforge.bench.engines import (
     is_int8,
 )
 from encoderforge.bench.fingerprint import fingerprint
-from encoderforge.bench.inputs import PointInputs, build_inputs, check_limits
 from encoderforge.bench.measure import PeakMemory, rss_mb, time_calls
 from encoderforge.bench.openvino_peers import openvino_peers
 from encoderforge.bench.optimum_peer import OptimumEngine
 from encoderforge.bench.peers import SentenceTransformersEngine, TorchEngine
 from encoderforge.bench.qualify import FEED_BATCH, MIN_COSINE, MIN_SQNR_DB, fastest_qualifying, measure_group
 from encoderforge.errors import InputError
+from encoderforge.sample_inputs import PointInputs, build_inputs, check_limits
 from encoderforge.tokenization import ArtifactTokenizer
 
 PEERS = ("torch", "ort-baseline", "sentence-transformers", "optimum", "openvino", "openvino-nncf-int8")

@@ -277,7 +277,7 @@ def _load_and_check(source: Artifact, trials: list[_Trial], built: Mapping[str, 
 def _time(source: Artifact, trials: list[_Trial], shapes: tuple[Shape, ...], settings: AutoOptions,
           progress: _Progress) -> None:
     """p50 per shape, candidates interleaved round by round (a warm-up call each first)."""
-    from encoderforge.bench.inputs import build_inputs
+    from encoderforge.sample_inputs import build_inputs
     from encoderforge.tokenization import ArtifactTokenizer
 
     tokenizer = ArtifactTokenizer.from_artifact(source)

@@ -13,15 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from encoderforge.corpus import corpus_lines
 from encoderforge.exporters.families import FAMILIES, FamilySpec
 
-CORPUS = Path(__file__).with_name("corpus.txt")
 Size = Literal["tiny", "base"]
 _TINY_VOCAB = 1000
-
-
-def corpus_lines() -> list[str]:
-    return [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _byte_bpe(directory: Path) -> Any:

@@ -1,4 +1,5 @@
-"""Benchmark inputs: texts that tokenize to the requested length, and the graph feeds built from them.
+"""Sample inputs (benchmarks, auto's timing, the demo): texts that tokenize to the requested length, and the
+graph feeds built from them.
 
 Every engine of a group sees the same inputs: the model-only feeds are the artifact tokenizer's arrays for
 texts truncated to exactly `seq_len` tokens (no padding, every row distinct); the end-to-end inputs are those
@@ -13,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from encoderforge.artifact import Artifact
+from encoderforge.corpus import corpus_lines
 from encoderforge.errors import InputError
 from encoderforge.runtime.pipelines import PIPELINES
-from encoderforge.synthetic import corpus_lines
 from encoderforge.tasks import task_head
 from encoderforge.tokenization import ArtifactTokenizer
 
