@@ -63,11 +63,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nQ: {QUESTION}\nC: {CONTEXT}\nA: {result.answer!r} (score {result.score:.3f}; "
           "random weights, so the span is arbitrary: the point is the path from text to answer)")
     shapes = "".join(f"{f'batch {b} p50 (vs torch)':>24}" for b, _ in SHAPES)
-    print(f"\nlatency here, model only, sequence {SHAPES[0][1]}:\n  {'engine':<36}{shapes}")
+    print(f"\nlatency here, model only, sequence {SHAPES[0][1]}:\n  {'engine':<48}{shapes}")
     torch_ms = result.latency[0].p50_ms
     for row in result.latency:
         cells = "".join(f"{f'{ms:.1f} ms ({base / ms:.1f}x)':>24}" for ms, base in zip(row.p50_ms, torch_ms))
-        print(f"  {row.engine:<36}{cells}")
+        print(f"  {row.engine:<48}{cells}")
     return 0
 
 
