@@ -232,7 +232,7 @@ def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> A
                             trial.rejected = f"building the {name} graph failed: {exc}"
                 progress.step(f"built {name} graph")
             _load_and_check(source, trials, built, config, progress)
-            live = [t for t in trials if t.session is not None]
+            live = [t for t in trials if t.session is not None and t.rejected is None]
             _time(source, live, shapes, settings, progress)
             chosen = _choose(trials, shapes, bound, config)
             table = _table(trials, skipped, chosen, shapes)
@@ -265,10 +265,10 @@ def _load_and_check(source: Artifact, trials: list[_Trial], built: Mapping[str, 
         if trial.rejected is None:
             try:
                 session = get_backend(trial.plan.backend).load(built[trial.plan.graph][2], **dict(trial.plan.options))
+                trial.session = session  # closed at the end whatever happens next
                 names = {i.name for i in session.inputs()}
                 outputs = [session.run({k: v for k, v in feed.items() if k in names}) for feed in feeds]
                 trial.fidelity = compare_outputs(reference, outputs, feeds, pooling=pooling_of(source))
-                trial.session = session
             except EncoderForgeError as exc:
                 trial.rejected = f"{trial.plan.backend} could not run it: {exc}"
         progress.step(f"checked {trial.plan.backend} {trial.plan.precision}")
