@@ -19,8 +19,8 @@ CPUINFO = Path("/proc/cpuinfo")
 # The instruction-set extensions that decide which kernels onnxruntime, OpenVINO and torch pick.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
              "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve")
-_VNNI = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
-_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # int8 dot products without saturation
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # native bf16 matrix instructions
 _ARM = ("arm64", "aarch64")
 
 
@@ -37,12 +37,12 @@ class CpuFeatures:
     @property
     def int8_without_saturation(self) -> bool:
         """int8 dot products accumulate in int32 (VNNI, AMX, ARM): no int16 saturation, so no reduce_range."""
-        return self.arm or bool(self.flags & _VNNI)
+        return self.arm or bool(self.flags & INT8_FLAGS)
 
     @property
     def bf16(self) -> bool:
         """Native bf16 matrix instructions (AMX-BF16 or AVX512-BF16)."""
-        return bool(self.flags & _BF16)
+        return bool(self.flags & BF16_FLAGS)
 
     @property
     def amx(self) -> bool:

@@ -77,13 +77,8 @@ def latency_table(plain: Artifact, optimized: Artifact, *, seconds: float) -> li
     from encoderforge.tokenization import ArtifactTokenizer
 
     (group,) = make_groups([plain])
-    selection = optimized.manifest.selection
-    ours = str(optimized.manifest.precision)
-    if selection is not None:
-        chosen = selection.chosen
-        how = ", nncf" if chosen is not None and chosen.graph.endswith("-nncf") else ""
-        static = ", static shapes" if dict(selection.options).get("static_sequences") else ""
-        ours = f"{selection.backend} {selection.precision}{how}{static}"
+    chosen = None if optimized.manifest.selection is None else optimized.manifest.selection.chosen
+    ours = str(optimized.manifest.precision) if chosen is None else chosen.label
     engines: dict[str, Engine] = {
         "PyTorch eager (fp32)": TorchEngine(group),
         "ONNX Runtime, plain export": OrtBaselineEngine(group, int8=False, workdir=default_workdir()),

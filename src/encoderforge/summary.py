@@ -51,8 +51,8 @@ def describe(artifact: Artifact) -> str:
         lines.append("passes     " + ", ".join(p.name for p in m.passes))
     if m.selection is not None:  # optimize --precision auto
         sel = m.selection
-        static = ", static shapes" if dict(sel.options).get("static_sequences") else ""
-        lines.append(f"runs on    {sel.backend} {sel.precision}{static} (auto, measured on {sel.cpu_model}, "
+        label = sel.chosen.label if sel.chosen else f"{sel.backend} {sel.precision}"
+        lines.append(f"runs on    {label} (auto, measured on {sel.cpu_model}, "
                      f"{sel.cpu_kind}; {len(sel.candidates)} candidates in the manifest's selection)")
     if m.with_past is not None:  # text-generation KV-cache graph (export --with-past)
         wp = m.with_past

@@ -35,6 +35,7 @@ from encoderforge.bench.engines import (
 from encoderforge.bench.peers import require
 from encoderforge.runtime.backends import TensorInfo
 from encoderforge.runtime.backends.base import SessionBase
+from encoderforge.runtime.backends.openvino import port_info
 from encoderforge.sample_inputs import PointInputs
 
 Variant = Literal["default", "f32", "nncf-int8"]
@@ -42,11 +43,6 @@ INSTALL = "pip install 'encoderforge[openvino]'"
 _WHAT = {"default": "OpenVINO CPU, its default inference precision",
          "f32": "OpenVINO CPU, inference_precision f32",
          "nncf-int8": "nncf.quantize (TRANSFORMER) of the standard export, OpenVINO CPU defaults"}
-
-
-def _info(port: Any) -> TensorInfo:
-    shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
-    return TensorInfo(port.get_any_name(), np.dtype(port.get_element_type().to_dtype()).name, shape)
 
 
 class CompiledSession(SessionBase):
@@ -60,10 +56,10 @@ class CompiledSession(SessionBase):
         self._names = [p.get_any_name() for p in compiled.outputs]
 
     def inputs(self) -> list[TensorInfo]:
-        return [_info(p) for p in self.compiled.inputs]
+        return [port_info(p) for p in self.compiled.inputs]
 
     def outputs(self) -> list[TensorInfo]:
-        return [_info(p) for p in self.compiled.outputs]
+        return [port_info(p) for p in self.compiled.outputs]
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.request.infer(feed)

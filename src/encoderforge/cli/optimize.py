@@ -44,15 +44,14 @@ def selection_lines(selection: Selection) -> list[str]:
     shapes = list(dict.fromkeys((p.batch_size, p.sequence_length) for c in selection.candidates for p in c.latency))
     lines = [(f"  auto on {selection.cpu_model} ({selection.cpu_kind}), p50 per batch x sequence, "
              f"bound: accuracy drop <= {selection.max_accuracy_drop:g}")]
-    header = f"    {'engine':<24} {'precision':<13}" + "".join(f"{f'b{b} x {n}':>11}" for b, n in shapes)
+    header = f"    {'engine':<30} {'precision':<13}" + "".join(f"{f'b{b} x {n}':>11}" for b, n in shapes)
     lines.append(header + f"  {'drop':>8}  verdict")
     for c in selection.candidates:
         times = "".join(f"{ms:>8.2f} ms" if (ms := c.p50(b, n)) is not None else f"{'-':>11}" for b, n in shapes)
         drop = "-" if c.accuracy_drop is None else f"{c.accuracy_drop:.2g}"
         verdict = "CHOSEN" if c.rejected is None else c.rejected
-        how = [*(["nncf"] if c.graph.endswith("-nncf") else []), *(["static"] if c.static_shapes else [])]
-        engine = f"{c.backend} ({', '.join(how)})" if how else c.backend
-        lines.append(f"    {engine:<24} {c.precision:<13}{times}  {drop:>8}  {verdict}")
+        engine = f"{c.backend} ({', '.join(c.variants)})" if c.variants else c.backend
+        lines.append(f"    {engine:<30} {c.precision:<13}{times}  {drop:>8}  {verdict}")
     return lines
 
 

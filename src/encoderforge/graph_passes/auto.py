@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 
 from encoderforge.artifact import Artifact
-from encoderforge.cpu import CpuFeatures, current_cpu
+from encoderforge.cpu import BF16_FLAGS, INT8_FLAGS, CpuFeatures, current_cpu
 from encoderforge.errors import EncoderForgeError, UnsupportedError, ValidationError
 from encoderforge.graph_passes.quantize_nncf import nncf_missing
 from encoderforge.manifest import Candidate, LatencyPoint, Precision, Selection
@@ -49,8 +49,6 @@ Shape = tuple[int, int]  # (batch size, sequence length)
 
 ORT = "onnxruntime-cpu"
 OPENVINO = "openvino"
-BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-INT8_FLAGS = frozenset({"amx_int8", "avx512_vnni", "avx_vnni"})
 # graph name -> (precision of the graph, the cpu pipeline that builds it or the passes themselves; None: the
 # source export as is)
 GRAPHS: dict[str, tuple[Precision, Precision | tuple[str, ...] | None]] = {
@@ -192,11 +190,11 @@ class _Progress:
 
 def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> Artifact:
     """Build, measure and choose (see the module doc); write the winner to `config.output`."""
-    from encoderforge.graph_passes import AUTO, DEFAULT_MAX_DROP, resolve, run_passes, write_artifact
+    from encoderforge.graph_passes import AUTO, bound_for, resolve, run_passes, write_artifact
 
     settings = config.auto
     cpu = current_cpu()
-    bound = DEFAULT_MAX_DROP[AUTO] if config.max_accuracy_drop is None else float(config.max_accuracy_drop)
+    bound = bound_for(config, AUTO)
     wanted = settings.backends or (ORT, OPENVINO)
     trials: list[_Trial] = []
     skipped: list[Candidate] = []

@@ -86,6 +86,16 @@ class Candidate(Section):
         """Compiled per sequence-length bucket (requests padded up to the next bucket)."""
         return bool(dict(self.options).get("static_sequences"))
 
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """What sets it apart from the plain (backend, precision): NNCF's graph, static shapes."""
+        return (*(("nncf",) if self.graph.endswith("-nncf") else ()), *(("static shapes",) if self.static_shapes else ()))
+
+    @property
+    def label(self) -> str:
+        """e.g. "openvino int8-static, nncf": how reports name it."""
+        return ", ".join((f"{self.backend} {self.precision}", *self.variants))
+
     def p50(self, batch_size: int, sequence_length: int | None = None) -> float | None:
         """The p50 at this batch size (and sequence length; None: the first measured)."""
         return next((p.p50_ms for p in self.latency if p.batch_size == batch_size

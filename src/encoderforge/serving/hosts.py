@@ -7,9 +7,9 @@ machine whose cores are shared with the HTTP server, a multi-threaded onnxruntim
 threads and stalls on the one descheduled (MiniLM, 64 clients, 2 cores: one 2-thread call at a time cost the
 replica 11 ms of CPU per request, two 1-thread calls at once 8.4 ms). Other backends (CUDA, TensorRT,
 OpenVINO) run one call at a time.
-A batch is split into length buckets by its texts' token counts (`padding_buckets`): on the sentences of
-benchmarks/serving_load.py, the former fixed buckets of 8 by character length made the model compute 1.7x
-the padded tokens of the in-process runtime's sort over the whole input (the replica: 8.4 -> 6.0 ms).
+A batch is split into length buckets by its texts' token counts (`runtime.batching.padding_buckets`): on the
+sentences of benchmarks/serving_load.py, the former fixed buckets of 8 by character length made the model
+compute 1.7x the padded tokens of the in-process runtime's sort over the whole input (the replica: 8.4 -> 6.0 ms).
 """
 
 from __future__ import annotations
@@ -27,11 +27,8 @@ import numpy as np
 
 from encoderforge.errors import EncoderForgeError, InputError
 from encoderforge.runtime.backends import Session, TensorInfo
+from encoderforge.runtime.batching import padding_buckets
 from encoderforge.serving.tasks import Rows, ServingError, TaskIO, run_rows, task_io
-
-# A session call costs about as much as this many more padded tokens (MiniLM on one thread: a call of 1 x 16
-# tokens takes as long as 2.3x its tokens' share of a 32 x 20 call).
-CALL_COST_TOKENS = 16
 
 # A short text per input for the warm-up that readiness waits for (fill-mask gets its mask token added).
 _WARMUP = {"text": "Hello world.", "question": "Who?", "context": "Ada wrote it."}
@@ -127,27 +124,6 @@ class LockedSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def padding_buckets(lengths: Sequence[int], *, max_rows: int, call_cost: int = CALL_COST_TOKENS) -> list[list[int]]:
-    """Indices in buckets of at most `max_rows`, longest first, padded to each bucket's longest: the split of
-    the length-sorted rows with the fewest padded tokens plus `call_cost` per bucket (exact, n x max_rows steps)."""
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    best = [0] + [-1] * len(order)  # best[j]: least cost of the first j rows of `order`
-    cut = [0] * (len(order) + 1)  # where the last bucket of that best split starts
-    for end in range(1, len(order) + 1):
-        for start in range(max(0, end - max_rows), end):
-            cost = best[start] + call_cost + (end - start) * lengths[order[start]]
-            if best[end] < 0 or cost < best[end]:
-                best[end], cut[end] = cost, start
-    buckets: list[list[int]] = []
-    end = len(order)
-    while end > 0:
-        buckets.append(order[cut[end]:end])
-        end = cut[end]
-    return buckets[::-1]
 
 
 def row_lengths(pipeline: Any, rows: Rows, names: Sequence[str]) -> list[int]:

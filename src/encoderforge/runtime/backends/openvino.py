@@ -118,6 +118,11 @@ def _shape(port: Any) -> tuple[int | str | None, ...]:
     return tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
 
 
+def port_info(port: Any) -> TensorInfo:
+    """An OpenVINO model's input or output port as a runtime TensorInfo."""
+    return TensorInfo(port.get_any_name(), _element_dtype(port).name, _shape(port))
+
+
 class OpenVinoSession:
     backend = "openvino"
 
@@ -157,10 +162,10 @@ class OpenVinoSession:
         return sorted(s for s in self._requests if s is not None)
 
     def inputs(self) -> list[TensorInfo]:
-        return [TensorInfo(n, self._dtypes[n].name, _shape(p)) for n, p in zip(self._inputs, self._model.inputs)]
+        return [port_info(p) for p in self._model.inputs]
 
     def outputs(self) -> list[TensorInfo]:
-        return [TensorInfo(n, _element_dtype(p).name, _shape(p)) for n, p in zip(self._outputs, self._model.outputs)]
+        return [port_info(p) for p in self._model.outputs]
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing, extra = set(self._inputs) - set(feed), set(feed) - set(self._inputs)
