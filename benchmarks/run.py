@@ -10,8 +10,11 @@ it for the CPU (`optimize --target cpu`: --precision auto picks the fastest engi
 measured here), then `encoderforge bench` that artifact against the peers
 (PyTorch eager, plain onnxruntime of the standard export with onnxruntime's own quantize_dynamic,
 sentence-transformers for embeddings, OpenVINO's CPU plugin at its defaults and f32 and nncf's int8 of it,
-optimum-onnx when --optimum-python is given), check every engine's outputs against the fp32 reference, and write
-results/<model>/{results.json,results.md,*.png}. Built artifacts are cached under --workdir.
+optimum-onnx when --optimum-python is given, optimum-intel (its OpenVINO export at the default precision and
+nncf's int8 of it) when --optimum-intel-python is given), check every engine's outputs against the fp32 reference, and write
+results/<machine>/<model>/{results.json,results.md,*.png}, <machine> naming this CPU (model and ISA kind, e.g.
+intel-xeon-processor-amx, amd-epyc-family-26-avx512-vnni) so the figures of each CPU kind stay side by side. Built
+artifacts are cached under --workdir.
 """
 
 from __future__ import annotations
@@ -28,15 +31,17 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from encoderforge.artifact import Artifact
 from encoderforge.bench import BenchConfig, console, run_bench, write_report
+from encoderforge.bench.fingerprint import cpu_info, machine_slug
 
 ROOT = Path(__file__).resolve().parent
 # name -> (family, task, peers); family None: the real MiniLM checkpoint
 OPENVINO = ("openvino", "openvino-nncf-int8")
+OPTIMUM = ("optimum", "optimum-intel")  # each in its own interpreter (--optimum-python, --optimum-intel-python)
 MODELS: dict[str, tuple[str | None, str, tuple[str, ...]]] = {
-    "roberta-base-qa": ("roberta", "qa", ("torch", "ort-baseline", *OPENVINO, "optimum")),
-    "all-MiniLM-L6-v2": (None, "embed", ("torch", "ort-baseline", "sentence-transformers", *OPENVINO, "optimum")),
-    "camembert-base-cls": ("camembert", "cls", ("torch", "ort-baseline", *OPENVINO, "optimum")),
-    "conv-bert-base-ner": ("convbert", "ner", ("torch", "ort-baseline", *OPENVINO, "optimum")),
+    "roberta-base-qa": ("roberta", "qa", ("torch", "ort-baseline", *OPENVINO, *OPTIMUM)),
+    "all-MiniLM-L6-v2": (None, "embed", ("torch", "ort-baseline", "sentence-transformers", *OPENVINO, *OPTIMUM)),
+    "camembert-base-cls": ("camembert", "cls", ("torch", "ort-baseline", *OPENVINO, *OPTIMUM)),
+    "conv-bert-base-ner": ("convbert", "ner", ("torch", "ort-baseline", *OPENVINO, *OPTIMUM)),
 }
 OPTIONAL = {"rembert-cls": ("rembert", "cls", ("torch", "ort-baseline"))}  # ~2.3 GB fp32: opt in with --models
 
@@ -74,7 +79,8 @@ def build(name: str, family: str | None, task: str, workdir: Path) -> list[Path]
 
 
 def summary(results_dir: Path) -> str:
-    """results/README.md: one headline row per model (median speedup over the sweep, per mode and peer)."""
+    """results/README.md: one headline row per machine and model (median speedup over the sweep, per mode and
+    peer)."""
     lines = ["# CPU benchmark results", "",
              "Produced by `python benchmarks/run.py`; each folder holds results.json (with the environment",
              "fingerprint), results.md and plots. speedup = peer p50 / encoderforge p50 (> 1: encoderforge is",
@@ -88,8 +94,9 @@ def summary(results_dir: Path) -> str:
              "qualifying peer of a point is the fastest peer whose outputs keep min cosine >= 0.995 and median",
              "SQNR >= 25 dB against the fp32 reference (results.md, Fidelity).", "",
              "| model | ours | mode | vs peer | median speedup | b1 s128 p50 ms (ours / peer) |", "|---|---|---|---|---|---|"]
-    for path in sorted(results_dir.glob("*/results.json")):
+    for path in sorted(results_dir.glob("*/*/results.json")):
         result = json.loads(path.read_text())
+        model = f"{path.parent.parent.name}/{path.parent.name}"
         p50 = {(r["engine"], r["mode"], r["batch_size"], r["seq_len"]): r["timing"]["p50_ms"]
                for r in result["results"] if "timing" in r}
         buckets: dict[tuple[str, str, str], list[float]] = {}
@@ -98,17 +105,17 @@ def summary(results_dir: Path) -> str:
         for (engine, mode, peer), values in sorted(buckets.items()):
             ours, theirs = p50.get((engine, mode, 1, 128)), p50.get((peer, mode, 1, 128))
             at = f"{ours:.1f} / {theirs:.1f}" if ours and theirs else "-"
-            lines.append(f"| {path.parent.name} | {engine} | {mode} | {peer} | {median(values):.2f}x | {at} |")
+            lines.append(f"| {model} | {engine} | {mode} | {peer} | {median(values):.2f}x | {at} |")
         qualifying: dict[tuple[str, str], list[float]] = {}
         peers: dict[tuple[str, str], set[str]] = {}
         for r in result.get("fastest_qualifying", []):
             qualifying.setdefault((r["engine"], r["mode"]), []).append(r["speedup"])
             peers.setdefault((r["engine"], r["mode"]), set()).add(r["peer"])
         for (engine, mode), values in sorted(qualifying.items()):
-            lines.append(f"| {path.parent.name} | {engine} | {mode} | fastest qualifying peer "
+            lines.append(f"| {model} | {engine} | {mode} | fastest qualifying peer "
                          f"({', '.join(sorted(peers[(engine, mode)]))}) | {median(values):.2f}x | - |")
         fp = result["fingerprint"]
-        lines.append(f"| | *{fp['cpu']['model']}, {fp['threads']} threads, onnxruntime "
+        lines.append(f"| | *{fp['cpu']['model']} ({' '.join(fp['cpu']['isa'])}), {fp['threads']} threads, onnxruntime "
                      f"{fp['versions'].get('onnxruntime')}, torch {fp['versions'].get('torch', '-')}* | | | | |")
     return "\n".join(lines) + "\n"
 
@@ -126,6 +133,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="b1 s128 only, 20 iterations")
     parser.add_argument("--optimum-python", default=None, help="python of a venv with optimum-onnx[onnxruntime]")
+    parser.add_argument("--optimum-intel-python", default=None,
+                        help="python of a venv with optimum-intel[openvino,nncf]")
     parser.add_argument("--summary-only", action="store_true")
     parser.add_argument("--build-only", action="store_true", help="build and cache the artifacts, measure nothing")
     args = parser.parse_args()
@@ -147,12 +156,16 @@ def main() -> int:
             result = run_bench(BenchConfig(
                 artifacts=tuple(artifacts), batch_sizes=sizes, seq_lens=lens, warmup=args.warmup,
                 iters=20 if args.quick else args.iters, max_seconds=args.max_seconds, compare=peers,
-                threads=args.threads, optimum_python=args.optimum_python, workdir=Path(args.workdir) / "bench-cache"))
+                threads=args.threads, optimum_python=args.optimum_python,
+                optimum_intel_python=args.optimum_intel_python, workdir=Path(args.workdir) / "bench-cache"))
             print(console(result))
-            for path in write_report(result, results / name, title=f"{name}: encoderforge vs peers (CPU)"):
+            machine = machine_slug(cpu_info())
+            for path in write_report(result, results / machine / name,
+                                     title=f"{name}: encoderforge vs peers (CPU, {machine})"):
                 _say(f"wrote {path}")
     if args.build_only:
         return 0
+    results.mkdir(parents=True, exist_ok=True)
     (results / "README.md").write_text(summary(results), encoding="utf-8")
     _say(f"wrote {results / 'README.md'}")
     return 0

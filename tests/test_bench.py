@@ -16,7 +16,7 @@ import pytest
 
 from encoderforge.artifact import Artifact, write_manifest
 from encoderforge.bench import BenchConfig, check_regression, console, markdown, run_bench, write_report
-from encoderforge.bench.fingerprint import cpu_info
+from encoderforge.bench.fingerprint import cpu_info, machine_slug
 from encoderforge.cli import main
 from encoderforge.errors import ArtifactError, InputError
 from encoderforge.manifest import PassRecord, Precision
@@ -179,6 +179,19 @@ def test_cpu_fingerprint_reads_flags(tmp_path: Path) -> None:
     fake.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni\n")
     info = cpu_info(fake)
     assert info["model"] == "Test CPU 9000" and info["isa"] == ["sse4_2", "avx2", "avx512f", "avx512_vnni"]
+
+
+def test_machine_slug_tells_amd_generations_apart(tmp_path: Path) -> None:
+    """Zen 4 and Zen 5 guests both say "AMD EPYC": the x86 family keeps their results in separate folders."""
+    slugs = []
+    for family in ("25", "26"):
+        fake = tmp_path / f"cpuinfo-{family}"
+        fake.write_text(f"processor\t: 0\ncpu family\t: {family}\nmodel name\t: AMD EPYC\n"
+                        "flags\t\t: avx2 avx512f avx512_vnni avx512_bf16\n")
+        slugs.append(machine_slug(cpu_info(fake)))
+    assert slugs[0] != slugs[1] and all(s.startswith("amd-epyc-family-") for s in slugs), slugs
+    old_fingerprint = {"model": "Intel(R) Xeon(R) Processor", "kind": "amx"}  # recorded before the family was
+    assert machine_slug(old_fingerprint) == "intel-xeon-processor-amx"
 
 
 def test_sentence_transformers_peer_on_minilm(minilm_artifact: Artifact) -> None:

@@ -4,6 +4,7 @@ over the fastest qualifying peer. Tiny artifacts, few iterations; no timing is a
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,69 @@ def test_fastest_qualifying_peer_ratio() -> None:
     assert out[("model", 1)]["peer"] == "ok-slow" and out[("model", 1)]["speedup"] == 1.5
     assert out[("e2e", 1)]["peer"] == "ok-slower" and out[("e2e", 1)]["speedup"] == 0.8
     assert out[("model", 1)]["ours_qualifies"] is True
+
+
+def test_optimum_intel_without_its_interpreter_is_skipped_with_the_fix(artifact: Callable[..., Artifact],
+                                                                        tmp_path: Path) -> None:
+    art = artifact("roberta", "cls")
+    result = run_bench(BenchConfig(artifacts=(art.path,), compare=("optimum-intel",), workdir=tmp_path,
+                                   **{**ONE_POINT, "fidelity_samples": 0}))
+    engines = _by_name(result)
+    for name in ("optimum-intel-default", "optimum-intel-nncf-int8"):
+        assert "--optimum-intel-python" in engines[name]["skipped"]
+        assert "optimum-intel[openvino,nncf]" in engines[name]["skipped"]
+    result = run_bench(BenchConfig(artifacts=(art.path,), compare=("optimum-intel",), workdir=tmp_path,
+                                   optimum_intel_python=str(tmp_path / "no-python"),
+                                   **{**ONE_POINT, "fidelity_samples": 0}))
+    assert "not an executable file" in _by_name(result)["optimum-intel-default"]["skipped"]
+
+
+class _ExternalPeer(bench_runner.OptimumEngine):
+    """An engine run 'in another interpreter' (here: onnxruntime in this one) that sends back its outputs on the
+    fidelity feeds, exact or perturbed: the parent must score them like any other engine's."""
+
+    def __init__(self, group: Group, name: str, noise: float) -> None:
+        super().__init__(group, python=None, int8=False, flavor="optimum-intel")
+        self.name, self.noise = name, noise
+
+    def run_external(self, points: Any, *, fidelity_feeds: Any = None, output_names: Any = None,
+                     **timing: Any) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(self.group.artifacts[0].model_path), providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        outputs = []
+        for feed in fidelity_feeds:
+            values = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+            outputs.append({k: v + self.noise * float(np.std(v)) * rng.standard_normal(v.shape)
+                            for k, v in values.items() if k in output_names})
+        self.fidelity_outputs = outputs
+        started = time.perf_counter()
+        for _, inputs in points:
+            session.run(None, inputs.feed)
+        ms = (time.perf_counter() - started) * 1e3 / len(points)
+        timing = {"p50_ms": ms, "p90_ms": ms, "p99_ms": ms, "first_call_ms": ms}
+        return {"load_s": 0.1, "peak_rss_mb": 1.0,
+                "points": [{"mode": mode, "batch_size": inputs.batch_size, "seq_len": inputs.seq_len,
+                            "timing": timing} for mode, inputs in points]}
+
+
+def test_a_peer_in_another_interpreter_is_scored_on_its_own_outputs(artifact: Callable[..., Artifact],
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    art = artifact("roberta", "cls")
+    real = bench_runner.make_peers
+
+    def with_external(group: Group, compare: tuple[str, ...], **kwargs: Any) -> list[Engine]:
+        return [*real(group, compare, **kwargs), _ExternalPeer(group, "external-exact", 0.0),
+                _ExternalPeer(group, "external-noisy", 0.2)]
+
+    monkeypatch.setattr(bench_runner, "make_peers", with_external)
+    result = run_bench(BenchConfig(artifacts=(art.path,), compare=("torch",), workdir=tmp_path,
+                                   **{**ONE_POINT, "modes": ("model",)}))
+    engines = _by_name(result)
+    exact, noisy = engines["external-exact"]["fidelity"], engines["external-noisy"]["fidelity"]
+    assert exact["reference"].startswith("torch") and exact["feeds"] == ONE_POINT["fidelity_samples"]
+    assert exact["qualifies"] is True and exact["min_cosine"] > 0.9999
+    assert noisy["qualifies"] is False and noisy["median_sqnr_db"] < MIN_SQNR_DB
+    assert {r["engine"] for r in result["results"] if "timing" in r} >= {"external-exact", "external-noisy"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from encoderforge.bench.fingerprint import machine_slug
 from encoderforge.bench.portable import ABSOLUTE_PATH, portable, portable_text
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -18,9 +19,13 @@ def test_committed_results_hold_no_absolute_paths() -> None:
 
 
 def test_committed_bench_results_carry_the_cpu_fingerprint() -> None:
-    for path in RESULTS.glob("*/results.json"):
+    """results/<machine>/<model>/results.json: the folder names the CPU its fingerprint records."""
+    paths = sorted(RESULTS.glob("*/*/results.json"))
+    assert paths
+    for path in paths:
         cpu = json.loads(path.read_text(encoding="utf-8"))["fingerprint"]["cpu"]
         assert cpu["model"] and "avx2" in cpu["isa"], path
+        assert path.parent.parent.name == machine_slug(cpu), path
 
 
 def test_portable_rewrites_machine_paths(tmp_path: Path) -> None:

@@ -13,11 +13,12 @@ import onnx
 import pytest
 
 from encoderforge.artifact import Artifact
+from encoderforge.cpu import read_cpu
 from encoderforge.errors import InputError, UnsupportedError
 from encoderforge.runtime import load
 from encoderforge.runtime.backends import get_backend
 from encoderforge.runtime.backends.compat import engines_for, graph_ops, read_ops, refusal
-from encoderforge.runtime.backends.openvino import OpenVinoBackend, OpenVinoOptions, cpu_flags, cpu_precision
+from encoderforge.runtime.backends.openvino import OpenVinoBackend, OpenVinoOptions, cpu_precision
 from tests.conftest import FAMILY_HEADS
 from tests.test_runtime_pipelines import PAIRS, TEXTS, close
 
@@ -58,8 +59,9 @@ def test_cpu_precision_from_flags() -> None:
     assert cpu_precision({"avx2", "avx512f", "avx512_vnni"}) == "f32"  # Cascade Lake, Zen3 + VNNI
     assert cpu_precision(set()) == "f32"
     text = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\nflags\t: fpu\n"
-    assert cpu_flags(text) == {"fpu", "avx2", "amx_bf16"}
-    assert cpu_flags("no flags here") == frozenset()
+    assert read_cpu(text=text).flags == {"fpu", "avx2", "amx_bf16"}  # the first CPU's flags, as cpu.py reads them
+    assert cpu_precision(read_cpu(text=text).flags) == "bf16"
+    assert cpu_precision(read_cpu(text="no flags here").flags) == "f32"
     assert OpenVinoOptions(precision="auto").resolved_precision({"avx512_bf16"}) == "bf16"
     assert OpenVinoOptions(precision="auto").resolved_precision({"avx2"}) == "f32"
     assert OpenVinoOptions(precision="f32").resolved_precision({"amx_bf16"}) == "f32"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,15 +14,41 @@ from typing import Any
 from encoderforge.cpu import CPUINFO, read_cpu
 
 _PACKAGES = ("encoderforge", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "tokenizers", "torch",
-             "transformers", "sentence-transformers", "optimum-onnx", "optimum")
+             "transformers", "sentence-transformers", "optimum-onnx", "optimum", "openvino", "nncf")
+
+
+def cpu_family(path: Path = CPUINFO) -> str | None:
+    """x86 'cpu family' (AMD Zen 4 is 25, Zen 5 is 26), which the model name alone may not tell."""
+    try:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "cpu family":
+                return value.strip()
+    except OSError:
+        return None
+    return None
+
+
 def cpu_info(path: Path = CPUINFO) -> dict[str, Any]:
     cpu = read_cpu(path)
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = os.cpu_count() or 1
-    return {"model": cpu.model, "isa": cpu.isa, "kind": cpu.kind, "logical_cores": os.cpu_count(),
+    return {"model": cpu.model, "family": cpu_family(path), "isa": cpu.isa, "kind": cpu.kind,
+            "logical_cores": os.cpu_count(),
             "usable_cores": affinity, "machine": cpu.machine}
+
+
+def machine_slug(cpu: dict[str, Any]) -> str:
+    """The results folder of a CPU fingerprint: model, x86 family where recorded, ISA kind.
+
+    e.g. amd-epyc-family-25-avx512-vnni (Zen 4) beside amd-epyc-family-26-avx512-vnni (Zen 5), whose virtualised
+    model names are both plain "AMD EPYC"; fingerprints from before the family was recorded keep the shorter name.
+    """
+    family = f" family {cpu['family']}" if cpu.get("family") else ""
+    name = f"{cpu['model']}{family} {cpu['kind']}".lower().replace("(r)", "").replace("(tm)", "")
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-")
 
 
 def gpu_info() -> list[str]:

@@ -1,8 +1,13 @@
-"""The optimum-onnx peer: ORTModel (+ ORTQuantizer dynamic for int8) measured in its own interpreter.
+"""The optimum peers, each measured in its own interpreter after the interleaved engines:
 
-optimum-onnx[onnxruntime] pins transformers < 4.58 while encoderforge's export extra needs transformers 5, so
-it lives in a separate virtual environment; `--optimum-python PATH` names that environment's python. The
-worker (_optimum_worker.py) gets the same texts and feeds as every other engine and returns its timings.
+    optimum        optimum-onnx's ORTModel (+ ORTQuantizer dynamic for int8)          --optimum-python
+    optimum-intel  optimum-intel's OVModel at OpenVINO's default precision, and       --optimum-intel-python
+                   optimum-intel-nncf-int8: nncf.quantize (TRANSFORMER) of its IR
+
+Both pin transformers below what encoderforge's export extra needs, so each lives in a separate virtual
+environment. The worker (_optimum_worker.py) gets the same texts and feeds as every other engine (and, for
+optimum-intel's int8, the int8-static pass's calibration feeds), returns its timings and its outputs on the
+fidelity feeds, which the parent checks against the same fp32 reference as every other engine.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,36 +31,63 @@ SUPPORTED = {"feature-extraction", "fill-mask", "text-classification", "token-cl
              "question-answering", "multiple-choice"}
 
 
+@dataclass(frozen=True)
+class Flavor:
+    peer: str  # the --compare name
+    engine: str  # the worker's job["engine"]
+    flag: str  # the option naming its interpreter
+    package: str  # what to pip install there
+    imports: str  # what must import there
+    what: str
+
+
+FLAVORS = {
+    "optimum": Flavor("optimum", "onnxruntime", "--optimum-python", "optimum-onnx[onnxruntime]",
+                      "import optimum.onnxruntime", "optimum-onnx ORTModel"),
+    "optimum-intel": Flavor("optimum-intel", "openvino", "--optimum-intel-python", "optimum-intel[openvino,nncf]",
+                            "import optimum.intel, openvino, nncf", "optimum-intel OVModel"),
+}
+
+
 class OptimumEngine(Engine):
     external = True
 
-    def __init__(self, group: Group, *, python: str | None, int8: bool) -> None:
-        super().__init__(f"optimum-{'int8' if int8 else 'fp32'}", "peer", group,
-                         "optimum-onnx ORTModel (separate interpreter)", {"python": python})
+    def __init__(self, group: Group, *, python: str | None, int8: bool, flavor: str = "optimum") -> None:
+        self.flavor = FLAVORS[flavor]
+        if self.flavor.engine == "openvino":
+            name = "optimum-intel-nncf-int8" if int8 else "optimum-intel-default"
+        else:
+            name = f"optimum-{'int8' if int8 else 'fp32'}"
+        super().__init__(name, "peer", group, f"{self.flavor.what} (separate interpreter)", {"python": python})
         self.python = python
         self.int8 = int8
+        self.fidelity_outputs: list[dict[str, np.ndarray]] | None = None
 
     def check(self) -> None:
+        flavor = self.flavor
+        venv = "opt" if flavor.engine == "onnxruntime" else "ovopt"
         if not self.python:
-            raise Skip("optimum-onnx needs its own environment (it pins transformers < 4.58); create one with "
-                       "`python -m venv opt && opt/bin/pip install 'optimum-onnx[onnxruntime]'` and pass "
-                       "--optimum-python opt/bin/python")
+            raise Skip(f"{flavor.peer} needs its own environment (it pins an older transformers); create one with "
+                       f"`python -m venv {venv} && {venv}/bin/pip install '{flavor.package}'` and pass "
+                       f"{flavor.flag} {venv}/bin/python")
         if not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
-            raise Skip(f"--optimum-python {self.python!r} is not an executable file")
-        probe = subprocess.run([self.python, "-c", "import optimum.onnxruntime"], capture_output=True, text=True,
+            raise Skip(f"{flavor.flag} {self.python!r} is not an executable file")
+        probe = subprocess.run([self.python, "-c", flavor.imports], capture_output=True, text=True,
                                timeout=300, check=False)
         if probe.returncode != 0:
             last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-            raise Skip(f"{self.python} cannot import optimum.onnxruntime ({last}); "
-                       "pip install 'optimum-onnx[onnxruntime]' into that environment")
+            raise Skip(f"{self.python} cannot {flavor.imports} ({last}); "
+                       f"pip install '{flavor.package}' into that environment")
         if self.group.task not in SUPPORTED:
             raise Skip(f"optimum has no ORTModel class for task {self.group.task!r}")
         if self.group.source is None:
             raise Skip("the artifact's manifest 'source' is not a checkpoint directory on this machine")
 
     def run_external(self, points: list[tuple[Mode, PointInputs]], *, threads: int, warmup: int, iters: int,
-                     max_seconds: float | None) -> dict[str, Any]:
-        """Run every point in the worker; return its result dict (load_s, peak_rss_mb, points)."""
+                     max_seconds: float | None, fidelity_feeds: list[dict[str, np.ndarray]] | None = None,
+                     output_names: list[str] | None = None) -> dict[str, Any]:
+        """Run every point in the worker; return its result dict (load_s, peak_rss_mb, points). With
+        `fidelity_feeds`, the worker's outputs on them land in `fidelity_outputs` (one dict per feed)."""
         self.check()
         with tempfile.TemporaryDirectory(prefix="encoderforge-optimum-") as tmp:
             work = Path(tmp)
@@ -70,7 +103,10 @@ class OptimumEngine(Engine):
                 specs.append(spec)
             job = {"task": self.group.task, "source": str(self.group.source), "threads": threads,
                    "warmup": warmup, "iters": iters, "max_seconds": max_seconds, "int8": self.int8,
-                   "workdir": str(work), "isa": cpu_info()["isa"], "points": specs}
+                   "engine": self.flavor.engine, "workdir": str(work), "isa": cpu_info()["isa"], "points": specs,
+                   "fidelity": _saved(work, "fidelity", fidelity_feeds or []), "output_names": output_names or []}
+            if self.int8 and self.flavor.engine == "openvino":
+                job["calibration"] = _saved(work, "calibration", self._calibration_feeds())
             (work / "job.json").write_text(json.dumps(job))
             command = [str(self.python), str(WORKER), str(work / "job.json"), str(work / "result.json")]
             done = subprocess.run(command, capture_output=True, text=True, check=False)  # export, untimed
@@ -80,7 +116,30 @@ class OptimumEngine(Engine):
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
                 raise Skip(f"the optimum worker failed (exit {done.returncode}): {last}")
             result: dict[str, Any] = json.loads((work / "result.json").read_text())
-        self.description = (f"optimum-onnx {result.get('description', 'ORTModel')}, in its own interpreter after the "
+            saved = work / "fidelity_outputs.npz"
+            if fidelity_feeds and saved.is_file():
+                with np.load(saved) as found:
+                    self.fidelity_outputs = [{name: found[f"{i}/{name}"] for name in output_names or []
+                                              if f"{i}/{name}" in found} for i in range(len(fidelity_feeds))]
+        self.description = (f"{result.get('description', self.flavor.what)}, in its own interpreter after the "
                             "interleaved engines (not interleaved: its ratios also carry the machine's drift)")
         self.info.update(result.get("versions", {}))
         return result
+
+    def _calibration_feeds(self) -> list[dict[str, np.ndarray]]:
+        """The int8-static pass's built-in calibration text, as the openvino-nncf-int8 peer uses it."""
+        from encoderforge.bench.openvino_peers import calibration_samples
+        from encoderforge.calibration.sources import DEFAULT_SAMPLES, calibration_feeds
+
+        artifact = self.group.artifacts[0]
+        return calibration_feeds(artifact, None, samples=calibration_samples(self.group, DEFAULT_SAMPLES))
+
+
+def _saved(work: Path, stem: str, feeds: list[dict[str, np.ndarray]]) -> list[str]:
+    """Write each feed as an npz for the worker; their paths."""
+    paths = []
+    for index, feed in enumerate(feeds):
+        path = work / f"{stem}{index}.npz"
+        np.savez(path, **feed)  # type: ignore[arg-type]
+        paths.append(str(path))
+    return paths

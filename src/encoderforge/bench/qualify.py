@@ -11,7 +11,8 @@ group by `encoderforge.fidelity.compare_outputs`:
 An engine qualifies with min cosine >= 0.995 and median SQNR >= 25 dB over the graph outputs (issue 12's bound
 for peers). Speedups against "the fastest qualifying peer" take, per point, the fastest peer that qualifies,
 so a fast peer whose outputs drifted is never the yardstick. An engine whose fidelity was not measured (run in
-another interpreter, no model-only outputs) does not qualify.
+another interpreter, no model-only outputs) does not qualify; the optimum peers, run in their own interpreters,
+send back their outputs on the same feeds, scored by `FidelityCheck.score`.
 """
 
 from __future__ import annotations
@@ -74,10 +75,27 @@ def reference_for(group: Group, engines: Sequence[Engine], feeds: Sequence[Feed]
 
 def measure(engine: Engine, reference: Reference, feeds: Sequence[Feed], *, pooling: str | None) -> dict[str, Any]:
     """The engine's fidelity record: metrics against the reference and whether it qualifies."""
-    from encoderforge.fidelity import compare_outputs
-
     names = list(reference.outputs[0])
     candidate = reference.outputs if engine is reference.engine else _outputs(engine, feeds, names)
+    return score(reference, candidate, feeds, pooling=pooling)
+
+
+@dataclass(frozen=True)
+class FidelityCheck:
+    """A group's fidelity feeds and reference, kept for engines measured later (in other interpreters)."""
+
+    reference: Reference
+    feeds: list[Feed]
+    pooling: str | None
+
+    def score(self, candidate: Outputs) -> dict[str, Any]:
+        return score(self.reference, candidate, self.feeds, pooling=self.pooling)
+
+
+def score(reference: Reference, candidate: Outputs, feeds: Sequence[Feed], *, pooling: str | None) -> dict[str, Any]:
+    """Outputs (one dict per feed) against the reference: the fidelity record."""
+    from encoderforge.fidelity import compare_outputs
+
     report = compare_outputs(reference.outputs, candidate, feeds, pooling=pooling)
     sqnr = report.median_sqnr_db
     return {"reference": reference.name, "feeds": len(feeds), "min_cosine": round(report.min_cosine, 6),
@@ -90,8 +108,9 @@ def measure(engine: Engine, reference: Reference, feeds: Sequence[Feed], *, pool
 
 
 def measure_group(group: Group, engines: Sequence[Engine], records: dict[str, dict[str, Any]], *, samples: int,
-                  workdir: Path) -> None:
-    """Fill `fidelity` in the record of every engine of `group` (records keyed name@group key)."""
+                  workdir: Path) -> FidelityCheck | None:
+    """Fill `fidelity` in the record of every engine of `group` (records keyed name@group key); the check, for
+    engines measured later, or None without a reference."""
     from encoderforge.fidelity import fidelity_feeds, pooling_of
 
     feeds = fidelity_feeds(group.artifacts[0], count=samples, batch_size=FEED_BATCH)
@@ -100,7 +119,7 @@ def measure_group(group: Group, engines: Sequence[Engine], records: dict[str, di
     except Skip as exc:
         for engine in engines:
             records[engine.name + "@" + group.key]["fidelity"] = {"skipped": str(exc), "qualifies": None}
-        return
+        return None
     pooling = pooling_of(group.artifacts[0])
     for engine in engines:
         record = records[engine.name + "@" + group.key]
@@ -111,6 +130,7 @@ def measure_group(group: Group, engines: Sequence[Engine], records: dict[str, di
         except Exception as exc:  # noqa: BLE001 -- one engine's failure is its record, the others still count
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             record["fidelity"] = {"skipped": f"failed: {type(exc).__name__}: {first}", "qualifies": None}
+    return FidelityCheck(reference, list(feeds), pooling)
 
 
 def fastest_qualifying(results: list[dict[str, Any]], engines: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -33,12 +33,20 @@ from encoderforge.bench.measure import PeakMemory, rss_mb, time_calls
 from encoderforge.bench.openvino_peers import openvino_peers
 from encoderforge.bench.optimum_peer import OptimumEngine
 from encoderforge.bench.peers import SentenceTransformersEngine, TorchEngine
-from encoderforge.bench.qualify import FEED_BATCH, MIN_COSINE, MIN_SQNR_DB, fastest_qualifying, measure_group
+from encoderforge.bench.qualify import (
+    FEED_BATCH,
+    MIN_COSINE,
+    MIN_SQNR_DB,
+    FidelityCheck,
+    fastest_qualifying,
+    measure_group,
+)
 from encoderforge.errors import InputError
 from encoderforge.sample_inputs import PointInputs, build_inputs, check_limits
 from encoderforge.tokenization import ArtifactTokenizer
 
-PEERS = ("torch", "ort-baseline", "sentence-transformers", "optimum", "openvino", "openvino-nncf-int8")
+PEERS = ("torch", "ort-baseline", "sentence-transformers", "optimum", "optimum-intel", "openvino",
+         "openvino-nncf-int8")
 SCHEMA = "encoderforge-bench/1"
 
 
@@ -54,6 +62,7 @@ class BenchConfig:
     compare: tuple[str, ...] = ()
     threads: int | None = None  # None: the cores this process may use
     optimum_python: str | None = None
+    optimum_intel_python: str | None = None
     progress: bool = True
     workdir: Path | None = None  # cache for baseline exports; default: $TMPDIR/encoderforge-bench
     fidelity_samples: int = 20  # held-out feeds for the fidelity check of every engine; 0: no check
@@ -95,7 +104,8 @@ def make_groups(artifacts: list[Artifact]) -> list[Group]:
     return groups
 
 
-def make_peers(group: Group, compare: tuple[str, ...], *, workdir: Path, optimum_python: str | None) -> list[Engine]:
+def make_peers(group: Group, compare: tuple[str, ...], *, workdir: Path, optimum_python: str | None,
+               optimum_intel_python: str | None = None) -> list[Engine]:
     unknown = [c for c in compare if c not in PEERS]
     if unknown:
         raise InputError(f"unknown --compare peer {unknown[0]!r}; choose from {', '.join(PEERS)} (comma separated)")
@@ -110,6 +120,9 @@ def make_peers(group: Group, compare: tuple[str, ...], *, workdir: Path, optimum
             peers.append(SentenceTransformersEngine(group))
         elif name.startswith("openvino"):
             peers.extend(openvino_peers(name, group, workdir=workdir))
+        elif name == "optimum-intel":  # OpenVINO's default precision and NNCF's int8, whatever ours is
+            peers.extend(OptimumEngine(group, python=optimum_intel_python, int8=int8, flavor="optimum-intel")
+                         for int8 in (True, False))
         else:
             peers.extend(OptimumEngine(group, python=optimum_python, int8=int8) for int8 in precisions)
     return peers
@@ -173,7 +186,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     engines: list[Engine] = []
     for group in groups:
         engines.extend(EncoderForgeEngine(a, group) for a in group.artifacts)
-        engines.extend(make_peers(group, config.compare, workdir=workdir, optimum_python=config.optimum_python))
+        engines.extend(make_peers(group, config.compare, workdir=workdir, optimum_python=config.optimum_python,
+                                  optimum_intel_python=config.optimum_intel_python))
 
     inputs: dict[tuple[str, int, int], PointInputs] = {}
     for group in groups:
@@ -243,21 +257,21 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     for engine in loaded:
         name = engine.name + engine.group.name
         records[engine.name + "@" + engine.group.key]["peak_rss_mb"] = round(tracker.peak.get(name, 0.0), 1)
+    checks: dict[str, FidelityCheck] = {}
     if config.fidelity_samples:
         for group in groups:
             _say(f"fidelity of {group.name}'s engines on {config.fidelity_samples} held-out feeds")
-            measure_group(group, [e for e in loaded if e.group is group], records,
-                          samples=config.fidelity_samples, workdir=workdir)
+            check = measure_group(group, [e for e in loaded if e.group is group], records,
+                                  samples=config.fidelity_samples, workdir=workdir)
+            if check is not None:
+                checks[group.key] = check
     for engine in loaded:
         engine.close()
     gc.collect()
 
     for engine in engines:
         if getattr(engine, "external", False):
-            _run_external(engine, config, threads, inputs, records, results)
-            if config.fidelity_samples and not records[engine.name + "@" + engine.group.key]["skipped"]:
-                records[engine.name + "@" + engine.group.key]["fidelity"] = {
-                    "skipped": "runs in its own interpreter: fidelity not measured", "qualifies": None}
+            _run_external(engine, config, threads, inputs, records, results, checks.get(engine.group.key))
 
     for engine in engines:
         record = records[engine.name + "@" + engine.group.key]
@@ -287,7 +301,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
 
 def _run_external(engine: Engine, config: BenchConfig, threads: int, inputs: dict[tuple[str, int, int], PointInputs],
-                  records: dict[str, dict[str, Any]], results: list[dict[str, Any]]) -> None:
+                  records: dict[str, dict[str, Any]], results: list[dict[str, Any]],
+                  check: FidelityCheck | None) -> None:
+    """Time a peer in its own interpreter; its outputs on the fidelity feeds are scored like everyone's."""
     assert isinstance(engine, OptimumEngine)
     record = records[engine.name + "@" + engine.group.key]
     points = [(mode, inputs[(engine.group.key, b, s)]) for mode in config.modes
@@ -295,11 +311,18 @@ def _run_external(engine: Engine, config: BenchConfig, threads: int, inputs: dic
     try:
         _say(f"running {engine.name} ({engine.group.name}) in {engine.python}")
         out = engine.run_external(points, threads=threads, warmup=config.warmup, iters=config.iters,
-                                  max_seconds=config.max_seconds)
+                                  max_seconds=config.max_seconds, fidelity_feeds=check.feeds if check else None,
+                                  output_names=list(check.reference.outputs[0]) if check else None)
     except Skip as exc:
         record["skipped"] = str(exc)
         _say(f"skipped {engine.name} ({engine.group.name}): {exc}")
         return
+    if check is not None:
+        if engine.fidelity_outputs:
+            record["fidelity"] = check.score(engine.fidelity_outputs)
+        else:
+            record["fidelity"] = {"skipped": "its interpreter returned no outputs for the fidelity feeds",
+                                  "qualifies": None}
     record.update(load_s=round(out["load_s"], 3), peak_rss_mb=round(out["peak_rss_mb"], 1))
     for point in out["points"]:
         row = {"engine": engine.name, "group": engine.group.name, **point}

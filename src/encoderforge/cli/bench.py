@@ -26,7 +26,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     config = bench.BenchConfig(
         artifacts=tuple(Path(a) for a in args.artifacts), batch_sizes=args.batch_sizes, seq_lens=args.seq_lens,
         modes=modes, warmup=args.warmup, iters=args.iters, max_seconds=args.max_seconds or None, compare=compare,
-        threads=args.threads, optimum_python=args.optimum_python, progress=not args.no_progress,
+        threads=args.threads, optimum_python=args.optimum_python, optimum_intel_python=args.optimum_intel_python,
+        progress=not args.no_progress,
         fidelity_samples=args.fidelity_samples,
     )
     result = bench.run_bench(config)
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-seconds", type=float, default=15.0,
                    help="time budget per engine and point; stops early after >= 5 calls (0: no budget)")
     p.add_argument("--compare", default="", help="peers, comma-separated: torch,ort-baseline,sentence-transformers,"
-                   "optimum,openvino,openvino-nncf-int8")
+                   "optimum,optimum-intel,openvino,openvino-nncf-int8")
     p.add_argument("--mode", choices=["model", "e2e", "both"], default="both",
                    help="model-only (graph), end-to-end (text in, answer out) or both (default)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for every engine (default: usable cores)")
@@ -62,6 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--threshold", type=float, default=0.1, help="slowdown flagged by --baseline (default 0.1 = 10%%)")
     p.add_argument("--optimum-python", default=None, metavar="PYTHON",
                    help="python of a separate environment with optimum-onnx[onnxruntime] (for --compare optimum)")
+    p.add_argument("--optimum-intel-python", default=None, metavar="PYTHON",
+                   help="python of a separate environment with optimum-intel[openvino,nncf] (for --compare "
+                        "optimum-intel)")
     p.add_argument("--fidelity-samples", type=int, default=20, metavar="N",
                    help="held-out feeds each engine's outputs are checked on against the fp32 reference (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -58,7 +58,7 @@ class Candidate(Section):
 
     backend: str  # onnxruntime-cpu | openvino
     precision: str  # what it computes in: fp32 | bf16 | int8-dynamic | int8-static
-    graph: str  # the graph it ran: fused | plain | int8-dynamic | int8-static
+    graph: str  # the graph it ran: fused | standard | int8-dynamic | int8-static | int8-static-nncf
     options: Options = ()  # backend options it ran with (openvino: precision, static_sequences)
     latency: tuple[LatencyPoint, ...] = ()
     score_ms: float | None = None  # geometric mean of the p50s: what the choice minimises

@@ -17,13 +17,13 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from typing_extensions import Self
 
 from encoderforge.artifact import Artifact
+from encoderforge.cpu import BF16_FLAGS, current_cpu
 from encoderforge.errors import EncoderForgeError, InputError, UnsupportedError
 from encoderforge.runtime.backends import BACKENDS, TensorInfo
 from encoderforge.runtime.backends.base import graph_file, refuse_unknown
@@ -34,27 +34,9 @@ log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "f32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "f32", "bf16")
-BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-CPUINFO = Path("/proc/cpuinfo")
-
-
-def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-    """The flags of the first CPU in /proc/cpuinfo (or in the given text); empty where there is none."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = CPUINFO.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return frozenset()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
-
-
 def cpu_precision(flags: Iterable[str] | None = None) -> Literal["f32", "bf16"]:
     """bf16 where the CPU computes it natively (AMX-BF16 or AVX512-BF16), f32 otherwise."""
-    present = cpu_flags() if flags is None else frozenset(flags)
+    present = current_cpu().flags if flags is None else frozenset(flags)
     return "bf16" if present & BF16_FLAGS else "f32"
 
 
