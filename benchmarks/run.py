@@ -130,6 +130,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--max-seconds", type=float, default=6.0, help="time budget per engine and point")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per point, engines interleaved in each")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="b1 s128 only, 20 iterations")
     parser.add_argument("--optimum-python", default=None, help="python of a venv with optimum-onnx[onnxruntime]")
@@ -155,7 +156,7 @@ def main() -> int:
             _say(f"benchmarking {name}: {', '.join(Artifact.load(a, verify=False).path.name for a in artifacts)}")
             result = run_bench(BenchConfig(
                 artifacts=tuple(artifacts), batch_sizes=sizes, seq_lens=lens, warmup=args.warmup,
-                iters=20 if args.quick else args.iters, max_seconds=args.max_seconds, compare=peers,
+                iters=20 if args.quick else args.iters, max_seconds=args.max_seconds, rounds=args.rounds, compare=peers,
                 threads=args.threads, optimum_python=args.optimum_python,
                 optimum_intel_python=args.optimum_intel_python, workdir=Path(args.workdir) / "bench-cache"))
             print(console(result))

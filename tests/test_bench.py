@@ -17,6 +17,7 @@ import pytest
 from encoderforge.artifact import Artifact, write_manifest
 from encoderforge.bench import BenchConfig, check_regression, console, markdown, run_bench, write_report
 from encoderforge.bench.fingerprint import cpu_info, machine_slug
+from encoderforge.bench.measure import PointTimer
 from encoderforge.cli import main
 from encoderforge.errors import ArtifactError, InputError
 from encoderforge.manifest import PassRecord, Precision
@@ -203,3 +204,40 @@ def test_sentence_transformers_peer_on_minilm(minilm_artifact: Artifact) -> None
     assert "end-to-end only" in rows[("sentence-transformers", "model")]["skipped"]
     if "feature-extraction" in PIPELINES:
         assert [r for r in result["ratios"] if r["peer"] == "sentence-transformers" and r["mode"] == "e2e"]
+
+
+def test_point_timer_rounds_add_up() -> None:
+    """Warm-up once, then rounds of timed calls; a round after another engine ran opens with one untimed call."""
+    calls: list[int] = []
+    timer = PointTimer(lambda: calls.append(1), warmup=2, max_seconds=None)
+    assert len(calls) == 3 and timer.samples == []  # first call + 2 warm-up
+    timer.sample(iters=4, max_seconds=None)
+    timer.sample(iters=2, max_seconds=None, rewarm=True)
+    assert len(calls) == 3 + 4 + 1 + 2 and len(timer.samples) == 6 and timer.rounds == 2
+    timer.sample(iters=100, max_seconds=0.0, min_iters=2)  # budget spent at once: stops at min_iters
+    timing = timer.timing(batch_size=1, tokens=8.0)
+    assert timing.iters == 8 and timing.warmup == 2 and timing.min_ms <= timing.p50_ms
+
+
+def test_engines_interleave_round_by_round(artifact: Callable[..., Artifact],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """With rounds, each engine's timed calls at a point come in rounds, every engine once per round."""
+    from encoderforge.bench import runner
+
+    order: list[int] = []
+
+    class Logged(runner.PointTimer):
+        def sample(self, **kwargs: Any) -> None:
+            order.append(id(self))
+            super().sample(**kwargs)
+
+    monkeypatch.setattr(runner, "PointTimer", Logged)
+    art = artifact("roberta", "cls")
+    result = run_bench(BenchConfig(artifacts=(art.path,), compare=("ort-baseline",), batch_sizes=(1,), seq_lens=(8,),
+                                   modes=("model",), warmup=1, iters=7, rounds=3, max_seconds=None, progress=False))
+    timed = [r for r in result["results"] if "timing" in r]
+    assert len(timed) == 2 and result["settings"]["rounds"] == 3
+    assert all(r["timing"]["iters"] == 7 for r in timed)  # 3 + 2 + 2 over the rounds
+    assert len(order) == 6 and all(len(set(order[i:i + 2])) == 2 for i in range(0, 6, 2)), order
+    with pytest.raises(InputError, match="--rounds 0"):
+        run_bench(BenchConfig(artifacts=(art.path,), rounds=0, **FAST))  # type: ignore[arg-type]

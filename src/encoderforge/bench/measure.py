@@ -55,34 +55,58 @@ def summarize(samples_ns: list[int], *, batch_size: int, tokens: float, warmup: 
     )
 
 
+class PointTimer:
+    """One engine's calls at one point, timed in rounds so that the engines of a point can interleave: a burst
+    of load from outside then spreads over every engine instead of spoiling one engine's whole point.
+
+    Construction makes the first call and the warm-up (a quarter of `max_seconds` at most, at least one call);
+    each `sample` round makes one untimed call where another engine ran in between (caches and allocator arenas
+    are then cold), then timed calls until `iters` or its `max_seconds` (at least `min_iters`)."""
+
+    def __init__(self, call: Callable[[], object], *, warmup: int, max_seconds: float | None) -> None:
+        self.call = call
+        clock = time.perf_counter_ns
+        start = clock()
+        call()
+        self.first_ns = clock() - start
+        warm_start, self.warmed = clock(), 0
+        for _ in range(warmup):
+            call()
+            self.warmed += 1
+            if max_seconds is not None and clock() - warm_start > max_seconds * 1e9 / 4:
+                break
+        self.samples: list[int] = []
+        self.rounds = 0
+
+    def sample(self, *, iters: int, max_seconds: float | None, min_iters: int = 5, rewarm: bool = False) -> None:
+        clock = time.perf_counter_ns
+        if rewarm:
+            self.call()
+        deadline = None if max_seconds is None else clock() + int(max_seconds * 1e9)
+        for taken in range(1, iters + 1):
+            start = clock()
+            result = self.call()
+            self.samples.append(clock() - start)
+            del result
+            if deadline is not None and taken >= min_iters and clock() > deadline:
+                break
+        self.rounds += 1
+
+    def timing(self, *, batch_size: int, tokens: float) -> Timing:
+        return summarize(self.samples, batch_size=batch_size, tokens=tokens, warmup=self.warmed,
+                         first_call_ns=self.first_ns)
+
+
 def time_calls(
     call: Callable[[], object], *, warmup: int, iters: int, batch_size: int, tokens: float,
     max_seconds: float | None = None, min_iters: int = 5,
 ) -> Timing:
-    """First call, `warmup` untimed calls, then `iters` timed calls. With `max_seconds`, warm-up stops after
-    a quarter of it (at least one call) and timing after all of it (at least `min_iters` calls), so a slow
-    point cannot stall a sweep; the result records how many calls ran."""
-    clock = time.perf_counter_ns
-    budget = None if max_seconds is None else int(max_seconds * 1e9)
-    start = clock()
-    call()
-    first = clock() - start
-    warm_start, done = clock(), 0
-    for _ in range(warmup):
-        call()
-        done += 1
-        if budget is not None and clock() - warm_start > budget // 4:
-            break
-    samples: list[int] = []
-    deadline = None if budget is None else clock() + budget
-    for _ in range(iters):
-        start = clock()
-        result = call()
-        samples.append(clock() - start)
-        del result
-        if deadline is not None and len(samples) >= min_iters and clock() > deadline:
-            break
-    return summarize(samples, batch_size=batch_size, tokens=tokens, warmup=done, first_call_ns=first)
+    """First call, `warmup` untimed calls, then `iters` timed calls, in one go. With `max_seconds`, warm-up
+    stops after a quarter of it (at least one call) and timing after all of it (at least `min_iters` calls), so
+    a slow point cannot stall a sweep; the result records how many calls ran."""
+    timer = PointTimer(call, warmup=warmup, max_seconds=max_seconds)
+    timer.sample(iters=iters, max_seconds=max_seconds, min_iters=min_iters)
+    return timer.timing(batch_size=batch_size, tokens=tokens)
 
 
 def _status_kb(field: str) -> int | None:

@@ -15,7 +15,7 @@ from typing import Any
 from encoderforge.bench.portable import portable
 
 NOISE = ("Shared machine: absolute times drift with other load; compare engines by the ratios, which were "
-         "measured in the same run with the engines interleaved point by point.")
+         "measured in the same run with the engines interleaved (point by point, and round by round within a point).")
 
 
 def _engine_map(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -154,6 +154,11 @@ def _fingerprint_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rounds(settings: dict[str, Any]) -> str:
+    rounds = settings.get("rounds", 1)  # results from before rounds ran each engine's point in one block
+    return f", in {rounds} rounds with the engines interleaved in each" if rounds > 1 else ""
+
+
 def markdown(result: dict[str, Any], *, title: str = "encoderforge bench") -> str:
     s = result["settings"]
     engines: list[tuple[str, ...]] = [
@@ -164,7 +169,7 @@ def markdown(result: dict[str, Any], *, title: str = "encoderforge bench") -> st
         f"# {title}", "",
         (f"{result['created']}; batch sizes {s['batch_sizes']}, sequence lengths {s['seq_lens']}, modes "
         f"{s['modes']}; {s['warmup']} warm-up and up to {s['iters']} timed calls per point "
-        f"(time budget {s['max_seconds']} s per point); {s['threads']} threads."), "",
+        f"(time budget {s['max_seconds']} s per point{_rounds(s)}); {s['threads']} threads."), "",
         f"> {NOISE}", "", "## Speedups", "", "speedup = peer p50 / ours p50 (> 1: encoderforge is faster).", "",
         _md_table(_RATIO_HEADER, ratio_summary(result)) if result["ratios"] else "(no peer measured)", "",
         "### Against the fastest qualifying peer", "",

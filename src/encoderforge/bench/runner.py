@@ -1,6 +1,7 @@
 """The sweep: verify the artifacts, group them by source checkpoint, load our engines and the peers, then for
-every (mode, batch size, sequence length) time every engine on the same inputs, interleaved point by point so
-that a burst of load from elsewhere on a shared machine hits all engines alike. After the sweep, every
+every (mode, batch size, sequence length) time every engine on the same inputs, interleaved point by point and,
+within a point, round by round (`rounds`), so that a burst of load from elsewhere on a shared machine hits all
+engines alike. After the sweep, every
 loaded engine's model-only outputs are checked against one fp32 reference per group (qualify.py)."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from encoderforge.bench.engines import (
     is_int8,
 )
 from encoderforge.bench.fingerprint import fingerprint
-from encoderforge.bench.measure import PeakMemory, rss_mb, time_calls
+from encoderforge.bench.measure import PeakMemory, PointTimer, rss_mb
 from encoderforge.bench.openvino_peers import openvino_peers
 from encoderforge.bench.optimum_peer import OptimumEngine
 from encoderforge.bench.peers import SentenceTransformersEngine, TorchEngine
@@ -59,6 +60,7 @@ class BenchConfig:
     warmup: int = 10
     iters: int = 100
     max_seconds: float | None = 15.0  # time budget per (engine, point); None: always run `iters`
+    rounds: int = 3  # the timed calls of a point are split into rounds, engines interleaved within each
     compare: tuple[str, ...] = ()
     threads: int | None = None  # None: the cores this process may use
     optimum_python: str | None = None
@@ -175,6 +177,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         raise InputError("no artifact given; pass one or more artifact directories")
     if config.iters < 1 or config.warmup < 0:
         raise InputError(f"--iters {config.iters} / --warmup {config.warmup}: need iters >= 1 and warmup >= 0")
+    if config.rounds < 1:
+        raise InputError(f"--rounds {config.rounds}: need at least 1 (the timed calls are split into rounds)")
     if config.fidelity_samples < 0:
         raise InputError(f"--fidelity-samples {config.fidelity_samples} is negative; pass 0 (no check) or more")
     threads = resolve_threads(config.threads)
@@ -225,35 +229,61 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
     points = [(mode, b, s) for mode in config.modes for b in config.batch_sizes for s in config.seq_lens]
     mode_skips: set[tuple[str, str]] = set()
-    with _progress(len(points) * len(loaded), config.progress) as bar:
+
+    def skip(engine: Engine, row: dict[str, Any], exc: Exception) -> None:
+        key, mode = engine.name + "@" + engine.group.key, row["mode"]
+        if isinstance(exc, Skip):
+            row["skipped"] = str(exc)
+            if (key, mode) not in mode_skips:
+                mode_skips.add((key, mode))
+                _say(f"skipped {engine.name} {mode} ({engine.group.name}): {exc}")
+        else:  # one failing engine or point must not lose the sweep
+            row["skipped"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            _say(f"{engine.name} {mode} b{row['batch_size']} s{row['seq_len']} {row['skipped']}")
+
+    rounds = config.rounds
+    per_round = None if config.max_seconds is None else config.max_seconds / rounds
+    shares = [config.iters // rounds + (r < config.iters % rounds) for r in range(rounds)]  # `iters` in all
+    with _progress(len(points) * len(loaded) * rounds, config.progress) as bar:
         for index, (mode, b, s) in enumerate(points):
             order = loaded[index % max(1, len(loaded)):] + loaded[: index % max(1, len(loaded))]
+            rows: dict[str, dict[str, Any]] = {}  # by engine.name@group key, in `order`
+            timers: dict[str, PointTimer] = {}
+            for engine in order:  # first call and warm-up of every engine, then the timed rounds
+                key = engine.name + "@" + engine.group.key
+                rows[key] = {"engine": engine.name, "group": engine.group.name, "mode": mode,
+                             "batch_size": b, "seq_len": s}
+                try:
+                    call = engine.call(mode, inputs[(engine.group.key, b, s)])
+                    with tracker.watch(engine.name + engine.group.name):
+                        timers[key] = PointTimer(call, warmup=config.warmup, max_seconds=config.max_seconds)
+                except Exception as exc:  # noqa: BLE001 -- Skip or failure: reported in the row
+                    skip(engine, rows[key], exc)
+            for round_index in range(rounds):
+                shift = round_index % max(1, len(order))
+                for engine in order[shift:] + order[:shift]:
+                    key = engine.name + "@" + engine.group.key
+                    if bar is not None:
+                        bar.set_description(f"{engine.name} {mode} b{b} s{s} round {round_index + 1}/{rounds}")
+                    if key in timers and shares[round_index]:
+                        try:
+                            with tracker.watch(engine.name + engine.group.name):
+                                timers[key].sample(iters=shares[round_index], max_seconds=per_round,
+                                                   min_iters=-(-5 // rounds), rewarm=len(timers) > 1)
+                        except Exception as exc:  # noqa: BLE001 -- Skip or failure: reported in the row
+                            skip(engine, rows[key], exc)
+                            del timers[key]
+                    if bar is not None:
+                        bar.update(1)
             for engine in order:
                 key = engine.name + "@" + engine.group.key
-                row: dict[str, Any] = {"engine": engine.name, "group": engine.group.name, "mode": mode,
-                                       "batch_size": b, "seq_len": s}
-                if bar is not None:
-                    bar.set_description(f"{engine.name} {mode} b{b} s{s}")
-                point = inputs[(engine.group.key, b, s)]
-                try:
-                    call = engine.call(mode, point)
-                    tokens = b * s if mode == "model" else point.e2e_tokens
-                    with tracker.watch(engine.name + engine.group.name):
-                        timing = time_calls(call, warmup=config.warmup, iters=config.iters, batch_size=b,
-                                            tokens=tokens, max_seconds=config.max_seconds)
+                row = rows[key]
+                if key in timers:
+                    tokens = b * s if mode == "model" else inputs[(engine.group.key, b, s)].e2e_tokens
+                    timing = timers[key].timing(batch_size=b, tokens=tokens)
                     row["timing"] = timing.to_dict()
                     records[key].setdefault("first_call_ms", round(timing.first_call_ms, 3))
-                except Skip as exc:
-                    row["skipped"] = str(exc)
-                    if (key, mode) not in mode_skips:
-                        mode_skips.add((key, mode))
-                        _say(f"skipped {engine.name} {mode} ({engine.group.name}): {exc}")
-                except Exception as exc:  # noqa: BLE001 -- one failing engine or point must not lose the sweep
-                    row["skipped"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                    _say(f"{engine.name} {mode} b{b} s{s} {row['skipped']}")
                 results.append(row)
-                if bar is not None:
-                    bar.update(1)
     for engine in loaded:
         name = engine.name + engine.group.name
         records[engine.name + "@" + engine.group.key]["peak_rss_mb"] = round(tracker.peak.get(name, 0.0), 1)
@@ -285,7 +315,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {"batch_sizes": list(config.batch_sizes), "seq_lens": list(config.seq_lens),
                      "modes": list(config.modes), "warmup": config.warmup, "iters": config.iters,
-                     "max_seconds": config.max_seconds, "threads": threads, "compare": list(config.compare),
+                     "max_seconds": config.max_seconds, "rounds": rounds, "threads": threads, "compare": list(config.compare),
                      "memory_exact": tracker.memory.exact,
                      "fidelity": {"samples": config.fidelity_samples, "batch_size": FEED_BATCH,
                                   "feeds": "held-out corpus text (encoderforge.fidelity.fidelity_feeds of each "

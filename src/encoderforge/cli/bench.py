@@ -25,8 +25,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     compare = tuple(c.strip() for c in args.compare.split(",") if c.strip()) if args.compare else ()
     config = bench.BenchConfig(
         artifacts=tuple(Path(a) for a in args.artifacts), batch_sizes=args.batch_sizes, seq_lens=args.seq_lens,
-        modes=modes, warmup=args.warmup, iters=args.iters, max_seconds=args.max_seconds or None, compare=compare,
-        threads=args.threads, optimum_python=args.optimum_python, optimum_intel_python=args.optimum_intel_python,
+        modes=modes, warmup=args.warmup, iters=args.iters, max_seconds=args.max_seconds or None, rounds=args.rounds,
+        compare=compare, threads=args.threads, optimum_python=args.optimum_python, optimum_intel_python=args.optimum_intel_python,
         progress=not args.no_progress,
         fidelity_samples=args.fidelity_samples,
     )
@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--iters", type=int, default=100, help="timed calls per point (default 100)")
     p.add_argument("--max-seconds", type=float, default=15.0,
                    help="time budget per engine and point; stops early after >= 5 calls (0: no budget)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="split each point's timed calls and budget into rounds, engines interleaved in each, so "
+                        "a burst of outside load spreads over every engine (default 3; 1: one block per engine)")
     p.add_argument("--compare", default="", help="peers, comma-separated: torch,ort-baseline,sentence-transformers,"
                    "optimum,optimum-intel,openvino,openvino-nncf-int8")
     p.add_argument("--mode", choices=["model", "e2e", "both"], default="both",
