@@ -114,7 +114,8 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2, default=str))
     if args.output:
-        document = portable({**report, "fingerprint": fingerprint({"ours": {"path": str(artifact)}}, threads=threads)})
+        document = portable({**report, "fingerprint": fingerprint({"ours": {"path": str(artifact)}}, threads=threads)},
+                            labels={"<artifacts>": artifact.resolve().parent})
         Path(args.output).write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
 
 

@@ -161,7 +161,7 @@ def main() -> int:
                 optimum_intel_python=args.optimum_intel_python, workdir=Path(args.workdir) / "bench-cache"))
             print(console(result))
             machine = machine_slug(cpu_info())
-            for path in write_report(result, results / machine / name,
+            for path in write_report(result, results / machine / name, labels={"<workdir>": Path(args.workdir)},
                                      title=f"{name}: encoderforge vs peers (CPU, {machine})"):
                 _say(f"wrote {path}")
     if args.build_only:

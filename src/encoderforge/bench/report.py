@@ -8,6 +8,7 @@ our engines over each peer, and over the fastest peer whose fidelity qualifies (
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -242,11 +243,13 @@ def plots(result: dict[str, Any], directory: Path) -> list[Path]:
     return written
 
 
-def write_report(result: dict[str, Any], directory: Path, *, title: str = "encoderforge bench") -> list[Path]:
+def write_report(result: dict[str, Any], directory: Path, *, title: str = "encoderforge bench",
+                 labels: Mapping[str, Path] | None = None) -> list[Path]:
+    """results.json, results.md and plots; `labels` names folders for the paths in them (see portable.py)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / "results.json", directory / "results.md"
-    result = portable(result)  # committed results name no path of this machine
+    result = portable(result, labels=labels)  # committed results name no path of this machine
     json_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     md_path.write_text(markdown(result, title=title), encoding="utf-8")
     return [json_path, md_path, *plots(result, directory)]
