@@ -29,6 +29,7 @@ class CpuFeatures:
     model: str
     flags: frozenset[str]
     machine: str  # platform.machine(): x86_64, aarch64, ...
+    family: str | None = None  # x86 "cpu family" (AMD Zen 4 is 25, Zen 5 is 26), which the model name may not tell
 
     @property
     def arm(self) -> bool:
@@ -76,7 +77,7 @@ def read_cpu(path: Path = CPUINFO, *, text: str | None = None, machine: str | No
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             text = ""
-    model, flags = "", frozenset[str]()
+    model, flags, family = "", frozenset[str](), None
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
@@ -84,7 +85,9 @@ def read_cpu(path: Path = CPUINFO, *, text: str | None = None, machine: str | No
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = frozenset(value.split())
-    return CpuFeatures(model=model or platform.processor() or machine, flags=flags, machine=machine)
+        elif key == "cpu family" and family is None:
+            family = value.strip()
+    return CpuFeatures(model=model or platform.processor() or machine, flags=flags, machine=machine, family=family)
 
 
 @lru_cache(maxsize=1)

@@ -49,6 +49,11 @@ class Engine:
     description: str = ""
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def record_key(self) -> str:
+        """How the sweep keys this engine's record: its name within its group."""
+        return f"{self.name}@{self.group.key}"
+
     def prepare(self) -> None:
         """One-off work a user does once, before loading (an export, a quantization): not timed."""
 

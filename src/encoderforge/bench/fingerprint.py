@@ -17,25 +17,13 @@ _PACKAGES = ("encoderforge", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", 
              "transformers", "sentence-transformers", "optimum-onnx", "optimum", "openvino", "nncf")
 
 
-def cpu_family(path: Path = CPUINFO) -> str | None:
-    """x86 'cpu family' (AMD Zen 4 is 25, Zen 5 is 26), which the model name alone may not tell."""
-    try:
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "cpu family":
-                return value.strip()
-    except OSError:
-        return None
-    return None
-
-
 def cpu_info(path: Path = CPUINFO) -> dict[str, Any]:
     cpu = read_cpu(path)
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = os.cpu_count() or 1
-    return {"model": cpu.model, "family": cpu_family(path), "isa": cpu.isa, "kind": cpu.kind,
+    return {"model": cpu.model, "family": cpu.family, "isa": cpu.isa, "kind": cpu.kind,
             "logical_cores": os.cpu_count(),
             "usable_cores": affinity, "machine": cpu.machine}
 

@@ -39,13 +39,16 @@ class Flavor:
     package: str  # what to pip install there
     imports: str  # what must import there
     what: str
+    venv: str  # the folder the skip hint suggests
+    names: tuple[str, str]  # engine names: float, int8
 
 
 FLAVORS = {
     "optimum": Flavor("optimum", "onnxruntime", "--optimum-python", "optimum-onnx[onnxruntime]",
-                      "import optimum.onnxruntime", "optimum-onnx ORTModel"),
+                      "import optimum.onnxruntime", "optimum-onnx ORTModel", "opt", ("optimum-fp32", "optimum-int8")),
     "optimum-intel": Flavor("optimum-intel", "openvino", "--optimum-intel-python", "optimum-intel[openvino,nncf]",
-                            "import optimum.intel, openvino, nncf", "optimum-intel OVModel"),
+                            "import optimum.intel, openvino, nncf", "optimum-intel OVModel", "ovopt",
+                            ("optimum-intel-default", "optimum-intel-nncf-int8")),
 }
 
 
@@ -54,18 +57,13 @@ class OptimumEngine(Engine):
 
     def __init__(self, group: Group, *, python: str | None, int8: bool, flavor: str = "optimum") -> None:
         self.flavor = FLAVORS[flavor]
-        if self.flavor.engine == "openvino":
-            name = "optimum-intel-nncf-int8" if int8 else "optimum-intel-default"
-        else:
-            name = f"optimum-{'int8' if int8 else 'fp32'}"
-        super().__init__(name, "peer", group, f"{self.flavor.what} (separate interpreter)", {"python": python})
+        super().__init__(self.flavor.names[int8], "peer", group, f"{self.flavor.what} (separate interpreter)", {"python": python})
         self.python = python
         self.int8 = int8
         self.fidelity_outputs: list[dict[str, np.ndarray]] | None = None
 
     def check(self) -> None:
-        flavor = self.flavor
-        venv = "opt" if flavor.engine == "onnxruntime" else "ovopt"
+        flavor, venv = self.flavor, self.flavor.venv
         if not self.python:
             raise Skip(f"{flavor.peer} needs its own environment (it pins an older transformers); create one with "
                        f"`python -m venv {venv} && {venv}/bin/pip install '{flavor.package}'` and pass "

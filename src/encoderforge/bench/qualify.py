@@ -118,11 +118,11 @@ def measure_group(group: Group, engines: Sequence[Engine], records: dict[str, di
         reference = reference_for(group, engines, feeds, workdir=workdir)
     except Skip as exc:
         for engine in engines:
-            records[engine.name + "@" + group.key]["fidelity"] = {"skipped": str(exc), "qualifies": None}
+            records[engine.record_key]["fidelity"] = {"skipped": str(exc), "qualifies": None}
         return None
     pooling = pooling_of(group.artifacts[0])
     for engine in engines:
-        record = records[engine.name + "@" + group.key]
+        record = records[engine.record_key]
         try:
             record["fidelity"] = measure(engine, reference, feeds, pooling=pooling)
         except Skip as exc:

@@ -205,7 +205,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     loaded: list[Engine] = []
     for engine in engines:
-        record = records[engine.name + "@" + engine.group.key] = {
+        record = records[engine.record_key] = {
             "name": engine.name, "role": engine.role, "group": engine.group.name, "skipped": None}
         if getattr(engine, "external", False):
             continue
@@ -213,7 +213,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             engine.prepare()
             gc.collect()
             started = time.perf_counter()
-            with tracker.watch(record["name"] + record["group"]):
+            with tracker.watch(engine.record_key):
                 engine.load(threads)
         except Skip as exc:
             record["skipped"] = str(exc)
@@ -231,7 +231,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     mode_skips: set[tuple[str, str]] = set()
 
     def skip(engine: Engine, row: dict[str, Any], exc: Exception) -> None:
-        key, mode = engine.name + "@" + engine.group.key, row["mode"]
+        key, mode = engine.record_key, row["mode"]
         if isinstance(exc, Skip):
             row["skipped"] = str(exc)
             if (key, mode) not in mode_skips:
@@ -247,27 +247,27 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     with _progress(len(points) * len(loaded) * rounds, config.progress) as bar:
         for index, (mode, b, s) in enumerate(points):
             order = loaded[index % max(1, len(loaded)):] + loaded[: index % max(1, len(loaded))]
-            rows: dict[str, dict[str, Any]] = {}  # by engine.name@group key, in `order`
+            rows: dict[str, dict[str, Any]] = {}  # by record_key, in `order`
             timers: dict[str, PointTimer] = {}
             for engine in order:  # first call and warm-up of every engine, then the timed rounds
-                key = engine.name + "@" + engine.group.key
+                key = engine.record_key
                 rows[key] = {"engine": engine.name, "group": engine.group.name, "mode": mode,
                              "batch_size": b, "seq_len": s}
                 try:
                     call = engine.call(mode, inputs[(engine.group.key, b, s)])
-                    with tracker.watch(engine.name + engine.group.name):
+                    with tracker.watch(engine.record_key):
                         timers[key] = PointTimer(call, warmup=config.warmup, max_seconds=config.max_seconds)
                 except Exception as exc:  # noqa: BLE001 -- Skip or failure: reported in the row
                     skip(engine, rows[key], exc)
             for round_index in range(rounds):
                 shift = round_index % max(1, len(order))
                 for engine in order[shift:] + order[:shift]:
-                    key = engine.name + "@" + engine.group.key
+                    key = engine.record_key
                     if bar is not None:
                         bar.set_description(f"{engine.name} {mode} b{b} s{s} round {round_index + 1}/{rounds}")
                     if key in timers and shares[round_index]:
                         try:
-                            with tracker.watch(engine.name + engine.group.name):
+                            with tracker.watch(engine.record_key):
                                 timers[key].sample(iters=shares[round_index], max_seconds=per_round,
                                                    min_iters=-(-5 // rounds), rewarm=len(timers) > 1)
                         except Exception as exc:  # noqa: BLE001 -- Skip or failure: reported in the row
@@ -276,7 +276,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                     if bar is not None:
                         bar.update(1)
             for engine in order:
-                key = engine.name + "@" + engine.group.key
+                key = engine.record_key
                 row = rows[key]
                 if key in timers:
                     tokens = b * s if mode == "model" else inputs[(engine.group.key, b, s)].e2e_tokens
@@ -285,8 +285,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                     records[key].setdefault("first_call_ms", round(timing.first_call_ms, 3))
                 results.append(row)
     for engine in loaded:
-        name = engine.name + engine.group.name
-        records[engine.name + "@" + engine.group.key]["peak_rss_mb"] = round(tracker.peak.get(name, 0.0), 1)
+        records[engine.record_key]["peak_rss_mb"] = round(tracker.peak.get(engine.record_key, 0.0), 1)
     checks: dict[str, FidelityCheck] = {}
     if config.fidelity_samples:
         for group in groups:
@@ -304,7 +303,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             _run_external(engine, config, threads, inputs, records, results, checks.get(engine.group.key))
 
     for engine in engines:
-        record = records[engine.name + "@" + engine.group.key]
+        record = records[engine.record_key]
         record.update(description=engine.description, info=engine.info)
     identities = {a.path.name: {"path": str(a.path), "task": a.task, "family": a.family,
                                 "precision": a.manifest.precision.value,
@@ -335,7 +334,7 @@ def _run_external(engine: Engine, config: BenchConfig, threads: int, inputs: dic
                   check: FidelityCheck | None) -> None:
     """Time a peer in its own interpreter; its outputs on the fidelity feeds are scored like everyone's."""
     assert isinstance(engine, OptimumEngine)
-    record = records[engine.name + "@" + engine.group.key]
+    record = records[engine.record_key]
     points = [(mode, inputs[(engine.group.key, b, s)]) for mode in config.modes
               for b in config.batch_sizes for s in config.seq_lens]
     try:
