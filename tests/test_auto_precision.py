@@ -16,7 +16,7 @@ from encoderforge.cli import main
 from encoderforge.cpu import CpuFeatures
 from encoderforge.errors import ArtifactError, ValidationError
 from encoderforge.graph_passes import AutoOptions, OptimizeConfig, optimize
-from encoderforge.graph_passes.auto import GRAPHS, Plan, _choose, _Trial
+from encoderforge.graph_passes.auto import GRAPHS, Plan, _choose, _Progress, _Trial
 from encoderforge.graph_passes.quantize_nncf import nncf_missing
 from encoderforge.manifest import Manifest, Selection
 from encoderforge.runtime import load
@@ -237,3 +237,77 @@ def test_padding_sensitive_models_get_no_static_shape_candidates(artifact: Calla
     if HAS_OPENVINO:
         with pytest.raises(UnsupportedError, match="padding changes convbert's outputs"):
             load(convbert.path, backend="openvino", static_sequences=(64,))
+
+
+def test_after_the_first_round_far_slower_candidates_are_timed_no_further() -> None:
+    from encoderforge.graph_passes.auto import PRUNE_RATIO, _prune
+
+    fastest = _trial("int8-static", 0.001, (10.0, 80.0))
+    close = _trial("int8-dynamic", 0.001, (14.0, 112.0))  # 1.4x: stays
+    far = _trial("fp32", 0.0, (16.0, 128.0))  # 1.6x: pruned
+    assert _prune([fastest, close, far], SHAPES) == {2}
+    assert fastest.rejected is None and close.rejected is None
+    assert far.rejected is not None and far.rejected.startswith("slower: 1.60x")
+    assert f"> {PRUNE_RATIO:g}x: timed no further" in far.rejected
+    # a pruned trial is never chosen, and keeps its first-round figures for the table
+    assert _choose([fastest, close, far], SHAPES, 0.005, OptimizeConfig(artifact="a", output="b")) is fastest
+    assert far.rejected.startswith("slower: 1.60x") and far.p50((1, 128)) == 16.0
+
+
+def test_timing_stops_for_the_far_slower_after_round_one(source: Artifact) -> None:
+    import time
+
+    from encoderforge.graph_passes.auto import _time
+
+    class Sleeper:  # a session whose every call takes `ms`
+        def __init__(self, ms: float) -> None:
+            self.ms, self.calls = ms, 0
+
+        def inputs(self) -> list[object]:
+            return []
+
+        def run(self, feed: object) -> dict[str, object]:
+            self.calls += 1
+            time.sleep(self.ms / 1e3)
+            return {}
+
+    fast, slow = _trial("int8-static", 0.001, (0.0, 0.0)), _trial("fp32", 0.0, (0.0, 0.0))
+    fast.session, slow.session = Sleeper(2.0), Sleeper(8.0)  # type: ignore[assignment]
+    shapes = ((1, 32), (2, 32))
+    _time(source, [fast, slow], shapes, AutoOptions(seconds=0.3, rounds=3, progress=False), _Progress(0, False))
+    assert fast.rejected is None
+    assert slow.rejected is not None and "timed no further" in slow.rejected and slow.rejected.startswith("slower: ")
+    for shape in shapes:  # the slow one only ran its first round (0.1 s at 8 ms); the fast one all three
+        assert len(slow.samples[shape]) <= 14 and len(fast.samples[shape]) >= 3 * len(slow.samples[shape])
+
+
+def test_graphs_that_start_alike_share_those_passes(source: Artifact, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx
+
+    from encoderforge import graph_passes as package
+    from encoderforge.graph_passes.auto import _build_graphs, graph_passes
+
+    ran: list[str] = []
+    run_passes = package.run_passes
+
+    def counting(src: Artifact, passes: list, *args: object, **kwargs: object) -> tuple[onnx.ModelProto, list]:
+        ran.extend(p.name for p in passes)
+        return run_passes(src, passes, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(package, "run_passes", counting)
+    config = OptimizeConfig(artifact=source.path, output=tmp_path / "out")
+    names = ["fused", "int8-dynamic", "standard"]
+    (tmp_path / "work").mkdir()
+    (tmp_path / "alone").mkdir()
+    built = _build_graphs(source, names, [], config, tmp_path / "work", _Progress(0, False))
+    # fused = fuse-attention + session-fusions; int8-dynamic = fuse-attention + int8-dynamic + session-fusions
+    assert ran == ["fuse-attention", "session-fusions", "int8-dynamic", "session-fusions", "drop-sdpa-guards"]
+    monkeypatch.setattr(package, "run_passes", run_passes)
+    for name in names:  # the same graph (and pass results) as built on its own from the source
+        model, results, artifact = built[name]
+        alone, alone_results = run_passes(source, [package.resolve(p) for p in graph_passes(name)], config,
+                                          tmp_path / "alone")
+        assert [r.name for r in results] == list(graph_passes(name)) == [r.name for r in alone_results]
+        assert model.graph.SerializeToString() == alone.graph.SerializeToString(), name
+        assert artifact.model_path.exists()

@@ -154,11 +154,12 @@ def pass_options(config: OptimizeConfig) -> dict[str, Any]:
     }
 
 
-def run_passes(source: Artifact, passes: list[GraphPass], config: OptimizeConfig,
-               scratch: Path) -> tuple[onnx.ModelProto, list[PassResult]]:
-    """The source graph through `passes`, in order, with every shortfall logged."""
+def run_passes(source: Artifact, passes: list[GraphPass], config: OptimizeConfig, scratch: Path, *,
+               start: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, list[PassResult]]:
+    """The source graph (or `start`, a graph already built from it) through `passes`, in order, with every
+    shortfall logged."""
     context = PassContext(artifact=source, target=config.target, workdir=scratch, options=pass_options(config))
-    model = onnx.load(str(source.model_path), load_external_data=True)
+    model = start if start is not None else onnx.load(str(source.model_path), load_external_data=True)
     results: list[PassResult] = []
     for graph_pass in passes:
         log.info("pass %s", graph_pass.name)

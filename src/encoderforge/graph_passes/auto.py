@@ -13,10 +13,12 @@ Each candidate is loaded through its runtime backend exactly as `load()` will ru
 text against the fp32 source (fidelity.py's accuracy drop) and timed at the artifact's typical shapes (batch
 1 and 8 at sequence 128 and 48 (capped at the artifact's maximum; 48 is off OpenVINO's power-of-two buckets,
 so padding costs what it costs real traffic of mixed lengths), candidates interleaved round by round so a burst of
-load elsewhere hits them alike. The score is the geometric mean of the p50s; the fastest candidate within
-the bound wins. The output artifact holds the winner's graph and, in its manifest's `selection`, the whole
-table (engine, precision, p50 per shape, fidelity, why each other one was rejected), which `load()` reads
-to run the artifact on the chosen backend.
+load elsewhere hits them alike. A candidate outside the bound is never timed, and one more than 1.5x behind the
+fastest after the first round is timed no further. The score is the geometric mean of the p50s; the fastest
+candidate within the bound wins. Graphs that start with the same passes share that work (`_build_graphs`).
+The output artifact holds the winner's graph and, in its manifest's `selection`, the whole table (engine,
+precision, p50 per shape, fidelity, why each other one was rejected), which `load()` reads to run the
+artifact on the chosen backend.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -189,7 +191,7 @@ class _Progress:
 
 def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> Artifact:
     """Build, measure and choose (see the module doc); write the winner to `config.output`."""
-    from encoderforge.graph_passes import AUTO, bound_for, resolve, run_passes, write_artifact
+    from encoderforge.graph_passes import AUTO, bound_for, write_artifact
 
     settings = config.auto
     cpu = current_cpu()
@@ -212,23 +214,11 @@ def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> A
     shapes = settings.shapes(source.max_length)
     progress = _Progress(len(graph_names) + len(trials) + len(shapes) * settings.rounds,
                          settings.progress)
-    built: dict[str, tuple[onnx.ModelProto, list[Any], Artifact]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="encoderforge-auto-") as scratch:
-            work = Path(scratch)
-            for name in graph_names:
-                graph_precision = GRAPHS[name][0]
-                try:
-                    model, results = run_passes(source, [resolve(n) for n in graph_passes(name)], config, work)
-                    artifact = write_artifact(source, model, config, results, {}, 0.0, output=work / name,
-                                              precision=graph_precision.value, force=True)
-                    built[name] = (model, results, artifact)
-                except EncoderForgeError as exc:
-                    for trial in trials:
-                        if trial.plan.graph == name:
-                            trial.rejected = f"building the {name} graph failed: {exc}"
-                progress.step(f"built {name} graph")
+            built = _build_graphs(source, graph_names, trials, config, Path(scratch), progress)
             _load_and_check(source, trials, built, config, progress)
+            _apply_bound(trials, bound)  # a candidate outside the bound is never timed
             live = [t for t in trials if t.session is not None and t.rejected is None]
             _time(source, live, shapes, settings, progress)
             chosen = _choose(trials, shapes, bound, config)
@@ -251,7 +241,50 @@ def optimize_auto(source: Artifact, config: OptimizeConfig, started: float) -> A
                 trial.session.close()
 
 
-def _load_and_check(source: Artifact, trials: list[_Trial], built: Mapping[str, tuple[Any, Any, Artifact]],
+Built = dict[str, tuple[onnx.ModelProto, list[Any], Artifact]]  # graph name -> (graph, pass results, artifact)
+
+
+def _build_graphs(source: Artifact, names: list[str], trials: list[_Trial], config: OptimizeConfig, work: Path,
+                  progress: _Progress) -> Built:
+    """Every graph in `names`, written as an artifact under `work`. A pass sequence that starts several graphs
+    (drop-sdpa-guards: standard, int8-static and NNCF's; fuse-attention: fused and int8-dynamic) runs once."""
+    from encoderforge.graph_passes import resolve, run_passes, write_artifact
+
+    sequences = {name: graph_passes(name) for name in names}
+    shared = {seq[:k] for name, seq in sequences.items() for other, rest in sequences.items() if other != name
+              for k in range(1, len(seq) + 1) if rest[:k] == seq[:k]}
+    prefixes: dict[tuple[str, ...], tuple[onnx.ModelProto, list[Any]]] = {}  # kept copies of shared prefixes
+    built: Built = {}
+    for name in names:
+        sequence = sequences[name]
+        try:
+            done = max((k for k in range(len(sequence) + 1) if sequence[:k] in prefixes), default=0)
+            model, results = (_copy(prefixes[sequence[:done]][0]), list(prefixes[sequence[:done]][1])) if done \
+                else (None, [])
+            for k in range(done, len(sequence)):
+                model, more = run_passes(source, [resolve(sequence[k])], config, work, start=model)
+                results += more
+                if sequence[:k + 1] in shared:
+                    prefixes[sequence[:k + 1]] = (_copy(model), list(results))
+            assert model is not None  # every graph has at least one pass
+            built[name] = (model, results, write_artifact(source, model, config, results, {}, 0.0,
+                                                          output=work / name, precision=GRAPHS[name][0].value,
+                                                          force=True))
+        except EncoderForgeError as exc:
+            for trial in trials:
+                if trial.plan.graph == name:
+                    trial.rejected = f"building the {name} graph failed: {exc}"
+        progress.step(f"built {name} graph")
+    return built
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def _load_and_check(source: Artifact, trials: list[_Trial], built: Built,
                     config: OptimizeConfig, progress: _Progress) -> None:
     """Load every candidate on its backend and measure its fidelity against the fp32 source."""
     from encoderforge.fidelity import compare_outputs, fidelity_feeds, make_session, pooling_of, run_model
@@ -273,39 +306,62 @@ def _load_and_check(source: Artifact, trials: list[_Trial], built: Mapping[str, 
 
 def _time(source: Artifact, trials: list[_Trial], shapes: tuple[Shape, ...], settings: AutoOptions,
           progress: _Progress) -> None:
-    """p50 per shape, candidates interleaved round by round (a warm-up call each first)."""
+    """p50 per shape, candidates interleaved call block by call block (a warm-up call each first); after the first
+    round, those far behind the fastest are timed no further (`_prune`)."""
     from encoderforge.sample_inputs import build_inputs
     from encoderforge.tokenization import ArtifactTokenizer
 
     tokenizer = ArtifactTokenizer.from_artifact(source)
     per_round = settings.seconds / settings.rounds
+    calls: dict[Shape, dict[int, Callable[[], object]]] = {}  # shape -> trial index -> one call
     for shape in shapes:
-        batch, sequence = shape
-        feed = build_inputs(source, tokenizer, batch, sequence).feed
-        calls: list[tuple[_Trial, Callable[[], object]]] = []
-        for trial in trials:
+        feed = build_inputs(source, tokenizer, *shape).feed
+        calls[shape] = {}
+        for index, trial in enumerate(trials):
             assert trial.session is not None
             names = {i.name for i in trial.session.inputs()}
             own = {k: v for k, v in feed.items() if k in names}
             run = trial.session.run
-            calls.append((trial, lambda run=run, own=own: run(own)))  # type: ignore[misc]
+            calls[shape][index] = lambda run=run, own=own: run(own)  # type: ignore[misc]
             trial.samples[shape] = []
-        for _, call in calls:
-            call()  # warm-up: first-call allocations and compilation
-        for round_index in range(settings.rounds):
-            for trial, call in calls:
+            calls[shape][index]()  # warm-up: first-call allocations and compilation
+    active = list(range(len(trials)))
+    for round_index in range(settings.rounds):
+        for shape in shapes:
+            for index in active:
+                call, samples = calls[shape][index], trials[index].samples[shape]
                 deadline = time.perf_counter() + per_round
                 while True:  # at least one call per round, however slow
                     start = time.perf_counter()
                     call()
-                    trial.samples[shape].append((time.perf_counter() - start) * 1e3)
+                    samples.append((time.perf_counter() - start) * 1e3)
                     if time.perf_counter() >= deadline:
                         break
-            progress.step(f"timed batch {batch} x {sequence}, round {round_index + 1}")
+            progress.step(f"timed batch {shape[0]} x {shape[1]}, round {round_index + 1}")
+        if round_index == 0 and settings.rounds > 1:
+            active = [i for i in active if i not in _prune([trials[i] for i in active], shapes)]
 
 
-def _choose(trials: list[_Trial], shapes: tuple[Shape, ...], bound: float, config: OptimizeConfig) -> _Trial:
-    """The fastest trial within the bound; every other trial gets its reason."""
+# After the first round a candidate this many times slower than the fastest stops being timed: noise between
+# rounds moves p50s by percents, not by half; the table keeps its first-round figures.
+PRUNE_RATIO = 1.5
+
+
+def _prune(trials: list[_Trial], shapes: tuple[Shape, ...]) -> set[int]:
+    """Indices (into `trials`) of those more than PRUNE_RATIO x the fastest's score; each is told why."""
+    fastest = min(t.score(shapes) for t in trials)
+    pruned = set()
+    for index, trial in enumerate(trials):
+        ratio = trial.score(shapes) / fastest
+        if ratio > PRUNE_RATIO:
+            trial.rejected = (f"slower: {ratio:.2f}x the fastest one's time in the first round "
+                              f"(> {PRUNE_RATIO:g}x: timed no further)")
+            pruned.add(index)
+    return pruned
+
+
+def _apply_bound(trials: list[_Trial], bound: float) -> None:
+    """Reject every checked trial outside the fidelity bound, with the reason."""
     for trial in trials:
         if trial.rejected is None and trial.fidelity is not None:
             drop, cosine = trial.fidelity.accuracy_drop, trial.fidelity.min_cosine
@@ -313,6 +369,11 @@ def _choose(trials: list[_Trial], shapes: tuple[Shape, ...], bound: float, confi
                 trial.rejected = f"accuracy drop {drop:.3g} > bound {bound:g}"
             elif not cosine >= 1 - bound:  # every output row, short ones too (the bench's qualifying rule)
                 trial.rejected = f"min cosine {cosine:.4g} < {1 - bound:g} (1 - bound) on some output row"
+
+
+def _choose(trials: list[_Trial], shapes: tuple[Shape, ...], bound: float, config: OptimizeConfig) -> _Trial:
+    """The fastest trial within the bound; every other trial gets its reason."""
+    _apply_bound(trials, bound)
     accepted = [t for t in trials if t.rejected is None and t.samples]
     if not accepted:
         tried = "; ".join(f"{t.plan.backend} {t.plan.precision}: {t.rejected}" for t in trials) or "no candidate"

@@ -1,0 +1,38 @@
+"""The int8-static-nncf pass: nncf quantizes a copy whose weights it reads from a scratch folder, and the result
+is a self-contained QDQ graph (every weight back inline, the folder gone) within auto's bound."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx.external_data_helper import uses_external_data
+
+from encoderforge.artifact import Artifact
+from encoderforge.fidelity import compare_models, fidelity_feeds
+from encoderforge.graph_passes import DEFAULT_MAX_DROP
+from encoderforge.graph_passes.base import PassContext
+from encoderforge.graph_passes.pipelines import resolve
+from encoderforge.graph_passes.quantize_nncf import nncf_missing
+from tests.fidelity_bounds import INT8
+
+pytestmark = pytest.mark.skipif(nncf_missing() is not None, reason=str(nncf_missing()))
+
+
+def test_nncf_output_is_self_contained_and_within_the_bound(artifact: Callable[..., Artifact],
+                                                           tmp_path: Path) -> None:
+    art = artifact("roberta", "question-answering")
+    source = onnx.load(str(art.model_path))
+    before = source.SerializeToString()
+    model, result = resolve("int8-static-nncf").apply(source, PassContext(
+        artifact=art, target="cpu", workdir=tmp_path, options={"calibration_samples": 16}))
+    assert source.SerializeToString() == before  # the input graph is left as it was
+    assert list(tmp_path.iterdir()) == []  # the weights folder is gone
+    assert not any(uses_external_data(t) for t in model.graph.initializer)
+    assert result.counts["quantize_linear"] > 0 and result.details["samples"] == 16
+    report = compare_models(art.model_path, model, fidelity_feeds(art), artifact=art)
+    # what auto holds every candidate to (its default bound), and nncf's SQNR on these random logits is ~40 dB
+    assert report.finite and report.accuracy_drop <= DEFAULT_MAX_DROP["auto"] and report.min_cosine >= 0.995
+    assert min(o.pooled_sqnr_db for o in report.outputs.values()) > INT8.min_sqnr_db
