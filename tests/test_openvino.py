@@ -158,6 +158,52 @@ def test_static_sequence_variants(artifact: Callable[..., Artifact]) -> None:
     assert dynamic.compiled_sequences() == []
 
 
+def test_streams_run_calls_together_with_the_same_outputs(artifact: Callable[..., Artifact]) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    art = artifact("roberta", "feature-extraction")
+    one = OpenVinoBackend().load(art, precision="f32")
+    two = OpenVinoBackend().load(art, precision="f32", streams=2, intra_op_threads=2)
+    assert (one.parallel_calls, two.parallel_calls) == (1, 2)
+    inside, most, guard = 0, 0, threading.Lock()
+    both_in = threading.Barrier(2, timeout=30)  # passes only if two calls are inside infer() at once
+
+    class Counting:  # wraps an infer request: counts the calls inside infer() at the same time
+        def __init__(self, request: Any) -> None:
+            self.request = request
+
+        def infer(self, arrays: dict[str, np.ndarray]) -> None:
+            nonlocal inside, most
+            with guard:
+                inside += 1
+                most = max(most, inside)
+            both_in.wait()
+            self.request.infer(arrays)
+            with guard:
+                inside -= 1
+
+        def get_tensor(self, name: str) -> Any:
+            return self.request.get_tensor(name)
+
+    idle = two._requests[None]
+    idle.put(Counting(idle.get()))
+    idle.put(Counting(idle.get()))
+    feeds = [_feed(art, seed) for seed in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(two.run, feeds))
+    assert most == 2
+    for feed, outputs in zip(feeds, got):
+        want = one.run(feed)
+        for name in want:
+            np.testing.assert_allclose(outputs[name], want[name], atol=F32_ATOL)
+    # encode() sends its batches through both streams; the embeddings are those of one stream
+    sentences = [f"sentence number {i} " + "word " * (i % 9) for i in range(40)]
+    np.testing.assert_allclose(load(art.path, backend="openvino", precision="f32", streams=2).encode(
+        sentences, batch_size=4), load(art.path, backend="openvino", precision="f32").encode(sentences, batch_size=4),
+        atol=F32_ATOL)
+
+
 def test_bad_options_and_closed_session(artifact: Callable[..., Artifact]) -> None:
     art = artifact("bert", "text-classification")
     with pytest.raises(UnsupportedError, match="unknown openvino option.*'threads'"):

@@ -105,6 +105,7 @@ class LockedSession:
         self._session = session
         self._lock = threading.BoundedSemaphore(max(1, concurrent))
         self.backend = session.backend
+        self.parallel_calls = 1  # the server's concurrency is its pipelines (workers), one call each
 
     def inputs(self) -> list[TensorInfo]:
         return self._session.inputs()
@@ -202,7 +203,8 @@ def load_host(spec: ModelSpec, *, threads: int, workers: int, bucket: int = 32,
     except Exception as exc:  # a backend's own error, shown as one line
         raise ServingError(f"{spec.name}: {spec.backend} cannot load {artifact.model_path.name}: "
                            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}") from exc
-    locked = LockedSession(session, concurrent=workers if spec.backend in CONCURRENT_BACKENDS else 1)
+    locked = LockedSession(session, concurrent=workers if spec.backend in CONCURRENT_BACKENDS
+                           else min(workers, session.parallel_calls))
     host = ModelHost(spec, task_io(spec.task), locked, bucket=bucket)
     for _ in range(max(1, workers)):
         pipeline = PIPELINES.get(spec.task)(artifact, locked)

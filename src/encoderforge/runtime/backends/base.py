@@ -31,6 +31,7 @@ class Session(Protocol):
     """A loaded graph. Sessions are context managers; `close()` frees device memory."""
 
     backend: str
+    parallel_calls: int  # run() calls worth issuing at once (OpenVINO streams); 1: one at a time
 
     def inputs(self) -> list[TensorInfo]: ...
 
@@ -49,6 +50,7 @@ class SessionBase:
     """The context-manager half of a Session: `with backend.load(artifact) as session: ...` closes it."""
 
     backend: str = ""
+    parallel_calls: int = 1
 
     def close(self) -> None:
         """Release the session's resources; idempotent."""

@@ -2,7 +2,11 @@
 inference precision. Imports neither torch nor transformers (extra `[openvino]`).
 
     model.onnx (+ model.onnx.data) ──read_model──► ov.Model ──compile_model("CPU", threads, streams,
-        precision)──► one InferRequest per session (runs are serialized by a lock)
+        precision)──► `streams` InferRequests per compiled model: up to that many run() calls at once
+
+`streams` > 1 (OpenVINO's throughput mode) splits the threads between streams: each call is slower, but
+`parallel_calls` of them run together (the pipelines' forward() and the server use that), which serves
+many batches faster than one stream with all the threads.
 
 Precision: `auto` is bf16 where the CPU has AMX-BF16 or AVX512-BF16 (read from /proc/cpuinfo's flags by
 `cpu_precision`, which tests feed fake flags), f32 elsewhere; a QDQ graph runs its quantized ops in int8
@@ -14,6 +18,7 @@ compiled for that fixed sequence length (compiled on first use); longer requests
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -84,7 +89,7 @@ class OpenVinoOptions:
         config = {
             hints.inference_precision: "bf16" if self.resolved_precision(flags) == "bf16" else "f32",
             props.num_streams: str(self.streams),
-            hints.performance_mode: "LATENCY",
+            hints.performance_mode: "LATENCY" if self.streams == 1 else "THROUGHPUT",
         }
         if self.intra_op_threads is not None:
             config[props.inference_num_threads] = str(self.intra_op_threads)
@@ -120,18 +125,23 @@ class OpenVinoSession:
         self._inputs = [p.get_any_name() for p in model.inputs]
         self._outputs = [p.get_any_name() for p in model.outputs]
         self._dtypes = {name: _element_dtype(p) for name, p in zip(self._inputs, model.inputs)}
-        self._requests: dict[int | None, Any] = {None: self._compile(model)}
-        self._lock = threading.Lock()
+        self.parallel_calls = options.streams  # run() calls that proceed at once
+        # compiled model (None: dynamic shapes, else a static sequence length) -> its idle infer requests
+        self._requests: dict[int | None, queue.SimpleQueue[Any]] = {None: self._compile(model)}
+        self._lock = threading.Lock()  # guards _requests (compiling a bucket, closing)
 
-    def _compile(self, model: Any) -> Any:
+    def _compile(self, model: Any) -> queue.SimpleQueue[Any]:
         try:
             compiled = self._core.compile_model(model, "CPU", self._config)
         except RuntimeError as exc:
             raise EncoderForgeError(f"openvino cannot compile {self._source}: {str(exc).strip().splitlines()[0]}") from exc
-        return compiled.create_infer_request()
+        idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(self.parallel_calls):
+            idle.put(compiled.create_infer_request())
+        return idle
 
-    def _static(self, sequence: int) -> Any:
-        """The request of a model compiled for this fixed sequence length (dynamic batch)."""
+    def _static(self, sequence: int) -> queue.SimpleQueue[Any]:
+        """The requests of a model compiled for this fixed sequence length (dynamic batch); call under the lock."""
         if sequence not in self._requests:
             model = self._model.clone()
             model.reshape({p.get_any_name(): [-1, *[-1] * (len(p.get_partial_shape()) - 2), sequence]
@@ -162,18 +172,25 @@ class OpenVinoSession:
         with self._lock:
             if not self._requests:
                 raise EncoderForgeError("this openvino session is closed; load the artifact again")
-            if bucket is None:
-                return self._infer(self._requests[None], arrays)
-            outputs = self._infer(self._static(bucket), pad_feed(arrays, batch, bucket))
+            idle = self._requests[None] if bucket is None else self._static(bucket)
+        if bucket is None:
+            return self._infer(idle, arrays)
+        outputs = self._infer(idle, pad_feed(arrays, batch, bucket))
         axes = self._output_axes or {}
         return {n: trim(v, axes.get(n), batch, sequence, bucket) for n, v in outputs.items()}
 
-    def _infer(self, request: Any, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        request.infer(arrays)
-        return {name: np.array(request.get_tensor(name).data, copy=True) for name in self._outputs}
+    def _infer(self, idle: queue.SimpleQueue[Any], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        request = idle.get()  # waits while `parallel_calls` others run
+        try:
+            request.infer(arrays)
+            return {name: np.array(request.get_tensor(name).data, copy=True) for name in self._outputs}
+        finally:
+            idle.put(request)
 
     def close(self) -> None:
-        self._requests = {}
+        """Later run() calls fail; calls already running finish on the requests they hold."""
+        with self._lock:
+            self._requests = {}
 
     def __enter__(self) -> Self:
         return self

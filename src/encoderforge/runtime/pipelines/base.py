@@ -3,7 +3,8 @@ the task contract it declares for the rest of the house (serving, bench, `run`, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
@@ -97,8 +98,16 @@ class Pipeline:
             batches = equal_length_batches(lengths, batch_size=batch_size)
         else:
             batches = length_batches(lengths, batch_size=batch_size, max_tokens=max_tokens)
-        for batch in batches:
-            outputs = self.session.run(self.tokenizer.to_feed([encodings[i] for i in batch]))
+        def run(batch: list[int]) -> dict[str, np.ndarray]:
+            return self.session.run(self.tokenizer.to_feed([encodings[i] for i in batch]))
+
+        parallel = min(self.session.parallel_calls, len(batches))
+        if parallel > 1:  # OpenVINO streams: batches in flight together, results in batch order
+            with ThreadPoolExecutor(parallel, thread_name_prefix="encoderforge-forward") as pool:
+                outputs_per_batch: Iterable[dict[str, np.ndarray]] = list(pool.map(run, batches))
+        else:
+            outputs_per_batch = map(run, batches)
+        for batch, outputs in zip(batches, outputs_per_batch):
             for row, index in enumerate(batch):
                 results[index] = {
                     name: value[row, : lengths[index]] if name in self._per_token else value[row]
