@@ -74,7 +74,7 @@ def test_auto_is_the_cpu_default_and_keeps_the_fastest_within_the_bound(auto: Ar
     by_nncf = [c for c in selection.candidates if c.graph == "int8-static-nncf"]
     assert [c.backend for c in by_nncf] == ["openvino", "openvino"]
     if HAS_OPENVINO and nncf_missing() is None:
-        assert all(c.latency and c.min_cosine is not None for c in by_nncf), by_nncf
+        assert all(c.min_cosine is not None for c in by_nncf), by_nncf  # checked (and timed if within the bound)
 
 
 def test_the_table_survives_the_manifest_round_trip(auto: Artifact) -> None:
