@@ -23,7 +23,12 @@ from encoderforge.fidelity import (
     run_model,
 )
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
-from encoderforge.graph_passes.quantize_static import QUANTIZED_OPS, quantized_nodes, tensorrt_rule_violations
+from encoderforge.graph_passes.quantize_static import (
+    QUANTIZED_OPS,
+    quantized_nodes,
+    tensorrt_rule_violations,
+    validation_optimization,
+)
 from encoderforge.runtime.pooling import mean_pool
 from tests.fidelity_bounds import INT8
 
@@ -46,7 +51,9 @@ def test_static_int8_fidelity(family: str, task: str, target: str, artifact: Cal
     art = artifact(family, task)
     model, result = _int8(art, tmp_path, target)
     assert result.counts["quantized_nodes"] >= 8 and result.counts["excluded_nodes"] == 0
-    report = compare_models(art.model_path, model, fidelity_feeds(art), artifact=art)
+    # cpu: this CPU's own int8 kernels; tensorrt: Q/DQ simulated, as TensorRT computes them
+    report = compare_models(art.model_path, model, fidelity_feeds(art), artifact=art,
+                            optimization=validation_optimization(target))
     assert INT8.violations(report) == [], report.as_manifest()
     onnx.checker.check_model(model)
 
@@ -128,6 +135,35 @@ def test_rule_checker_catches_violations(artifact: Callable[..., Artifact], tmp_
     dq = next(n for n in trt_model.graph.node if n.op_type == "DequantizeLinear")
     layer_norm.input[0] = dq.output[0]  # a DQ feeding LayerNorm breaks rule 2
     assert any("feeds LayerNormalization" in p for p in tensorrt_rule_violations(trt_model))
+
+
+def test_weights_are_7_bit_where_the_cpu_int8_kernels_saturate(artifact: Callable[..., Artifact], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without VNNI, x86 int8 kernels add u8 x s8 products pairwise in int16 (vpmaddubsw): full-range weights
+    saturate, 7-bit ones (|w| <= 64) cannot. GPU rule sets keep 8 bits; an explicit reduce_range wins."""
+    import encoderforge.graph_passes.quantize_static as static
+    from encoderforge.cpu import CpuFeatures
+
+    def weights(model: onnx.ModelProto) -> int:
+        inits = {i.name: i for i in model.graph.initializer}
+        return max(int(np.abs(numpy_helper.to_array(inits[n.input[0]]).astype(np.int32)).max())
+                   for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                   and inits[n.input[0]].data_type == onnx.TensorProto.INT8)
+
+    art = artifact("bert", "text-classification")
+    avx2 = CpuFeatures("fake AVX2 EPYC", frozenset({"avx2", "fma"}), "x86_64")
+    vnni = CpuFeatures("fake VNNI EPYC", frozenset({"avx2", "avx512f", "avx512_vnni"}), "x86_64")
+    monkeypatch.setattr(static, "current_cpu", lambda: avx2)
+    model, result = _int8(art, tmp_path / "avx2")
+    assert weights(model) <= 64 and result.details["reduce_range"] is True
+    assert any("7-bit" in note for note in result.notes)
+    trt, trt_result = _int8(art, tmp_path / "trt", "tensorrt")
+    assert weights(trt) == 127 and trt_result.details["reduce_range"] is False
+    monkeypatch.setattr(static, "current_cpu", lambda: vnni)
+    full, full_result = _int8(art, tmp_path / "vnni")
+    assert weights(full) == 127 and full_result.details["reduce_range"] is False
+    forced, _ = _int8(art, tmp_path / "forced", reduce_range=True)
+    assert weights(forced) <= 64
 
 
 def test_groups() -> None:

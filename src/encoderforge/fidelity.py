@@ -379,11 +379,13 @@ def compare_models(
     *,
     output_names: Sequence[str] | None = None,
     artifact: Artifact | None = None,
+    optimization: str = "all",
 ) -> FidelityReport:
     """Run `reference` and `candidate` on onnxruntime CPU over `feeds` and compare every output. Pass the
-    `artifact` to measure embedding artifacts on their pooled sentence embeddings (see the module doc)."""
+    `artifact` to measure embedding artifacts on their pooled sentence embeddings (see the module doc);
+    `optimization` is the candidate's session level ("disable": Q/DQ simulated, no integer kernels)."""
     ref_session = make_session(reference)
     names = list(output_names) if output_names is not None else [o.name for o in ref_session.get_outputs()]
     ref_out = run_model(ref_session, feeds, output_names=names)
-    cand_out = run_model(make_session(candidate), feeds, output_names=names)
+    cand_out = run_model(make_session(candidate, optimization=optimization), feeds, output_names=names)
     return compare_outputs(ref_out, cand_out, feeds, pooling=pooling_of(artifact))

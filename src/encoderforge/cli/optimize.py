@@ -73,7 +73,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--per-channel", dest="per_channel", action=argparse.BooleanOptionalAction, default=None,
                    help="int8-dynamic: per-channel weight scales (default on)")
     p.add_argument("--reduce-range", dest="reduce_range", action=argparse.BooleanOptionalAction, default=None,
-                   help="int8-dynamic: 7-bit weights (default: on only for CPUs without VNNI)")
+                   help="int8-dynamic and cpu int8-static: 7-bit weights (default: on only for CPUs "
+                        "without VNNI, whose int8 kernels saturate on full-range weights)")
     p.add_argument("--auto-seconds", type=float, default=None,
                    help="auto: timing budget per candidate and (batch, sequence) shape (default 1.5 s)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")

@@ -193,8 +193,13 @@ def _fidelity(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, 
     if needs_external_data(model):
         candidate = scratch / "candidate.onnx"
         save_graph(model, scratch, name=candidate.name)
-    report = compare_models(source.model_path, candidate, feeds, artifact=source)  # embeddings: pooled
-    return {**report.as_manifest(), "reference": "fp32 source artifact, onnxruntime CPU"}
+    from encoderforge.graph_passes.quantize_static import validation_optimization
+
+    level = validation_optimization(config.target) if precision_of(config) == Precision.INT8_STATIC.value else "all"
+    report = compare_models(source.model_path, candidate, feeds, artifact=source,  # embeddings: pooled
+                            optimization=level)
+    how = "" if level == "all" else f"; candidate with Q/DQ simulated (unfused), as {config.target} computes it"
+    return {**report.as_manifest(), "reference": f"fp32 source artifact, onnxruntime CPU{how}"}
 
 
 def write_artifact(source: Artifact, model: onnx.ModelProto, config: OptimizeConfig, results: list[PassResult],

@@ -67,6 +67,7 @@ class StaticInt8Options(CalibrationOptions):
     activation_type: str | None = None  # "int8" | "uint8"
     constant_weights_only: bool | None = None  # quantize only MatMuls with a constant weight
     dedicated_dequantize: bool | None = None  # one DequantizeLinear per consumer (ORT node units)
+    reduce_range: bool | None = None  # 7-bit weights; None: cpu rules on CPUs without VNNI, never for GPU rules
 
 
 # Which passes take options (the others take none), by pass name: known without importing the passes.
