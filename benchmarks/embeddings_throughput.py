@@ -36,6 +36,11 @@ def sentences(count: int) -> list[str]:
     return [pool[i] for i in rng.integers(0, len(pool), count)]
 
 
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine of two (n, d) embedding matrices."""
+    return np.asarray((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)))
+
+
 def best_rates(runs: dict[str, Callable[[list[str]], object]], texts: list[str], repeats: int) -> dict[str, float]:
     """Sentences/s of each run's best pass over `texts`, the runs interleaved pass by pass (so a burst of
     outside load on a shared machine does not land on one of them only)."""
@@ -99,13 +104,12 @@ def main() -> None:
             return theirs.encode(batch, batch_size=args.batch_size, convert_to_numpy=True)
 
     a, b = run_ours(texts), run_theirs(texts)
-    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    cosine = cosines(a, b)
     runs = {"theirs": run_theirs, "ours": run_ours} | ({"streamed": run_streamed} if streamed else {})
     rates = best_rates(runs, texts, args.repeats)
     rate_theirs, rate_ours = rates["theirs"], rates["ours"]
     if streamed is not None:
-        c = streamed.encode(texts, batch_size=args.batch_size)
-        streamed_cosine = (c * b).sum(1) / (np.linalg.norm(c, axis=1) * np.linalg.norm(b, axis=1))
+        streamed_cosine = cosines(run_streamed(texts), b)
     tokens = [len(e.ids) for e in ours.tokenizer.encode(texts, max_length=ours.max_seq_length)]
     from encoderforge.artifact import Artifact
     from encoderforge.bench.fingerprint import fingerprint

@@ -24,6 +24,13 @@ LARGE_GRAPH_BYTES = 1_800_000_000  # above this, passes work with external data 
 EXTERNAL_DATA_THRESHOLD = int(os.environ.get("ENCODERFORGE_EXTERNAL_DATA_THRESHOLD", str(LARGE_GRAPH_BYTES)))
 
 
+def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A deep copy (passes that rewrite a graph work on one, leaving their input as it was)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
 def weight_bytes(graph: onnx.ModelProto) -> int:
     return sum(len(t.raw_data) for t in graph.graph.initializer)
 

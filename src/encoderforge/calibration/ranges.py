@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from encoderforge.calibration import progress
+from encoderforge.onnx_files import copy_model
 
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
 
@@ -38,8 +39,7 @@ def inferred_types(model: onnx.ModelProto) -> dict[str, int]:
 def expose_intermediates(model: onnx.ModelProto, *, dtypes: tuple[int, ...] = FLOAT_TYPES) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of `model` whose graph outputs also include every typed node output of the given dtypes."""
     types = inferred_types(model)
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
+    exposed = copy_model(model)
     existing = {o.name for o in exposed.graph.output}
     names = []
     for node in exposed.graph.node:

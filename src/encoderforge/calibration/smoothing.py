@@ -20,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from encoderforge.calibration import progress
+from encoderforge.onnx_files import copy_model
 
 
 def _channel_peaks(model: onnx.ModelProto, tensors: Sequence[str], feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -27,8 +28,7 @@ def _channel_peaks(model: onnx.ModelProto, tensors: Sequence[str], feeds: Sequen
     from encoderforge.fidelity import make_session
 
     types = inferred_types(model)
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
+    exposed = copy_model(model)
     existing = {o.name for o in exposed.graph.output}
     for name in tensors:
         if name not in existing:
@@ -50,8 +50,7 @@ def _channel_peaks(model: onnx.ModelProto, tensors: Sequence[str], feeds: Sequen
 
 def smooth(model: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]], alpha: float = 0.5) -> tuple[onnx.ModelProto, int]:
     """A smoothed copy of `model` and the number of activations smoothed."""
-    work = onnx.ModelProto()
-    work.CopyFrom(model)
+    work = copy_model(model)
     graph = work.graph
     inits = {i.name: i for i in graph.initializer}
     readers: dict[str, list[onnx.NodeProto]] = {}

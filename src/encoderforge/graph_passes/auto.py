@@ -27,6 +27,7 @@ import logging
 import math
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from encoderforge.errors import EncoderForgeError, UnsupportedError, ValidationE
 from encoderforge.graph_passes.quantize_nncf import nncf_missing
 from encoderforge.manifest import Candidate, LatencyPoint, Precision, Selection
 from encoderforge.manifest.selection import Options
+from encoderforge.onnx_files import copy_model
 from encoderforge.runtime.backends import Session, get_backend
 
 if TYPE_CHECKING:
@@ -251,21 +253,22 @@ def _build_graphs(source: Artifact, names: list[str], trials: list[_Trial], conf
     from encoderforge.graph_passes import resolve, run_passes, write_artifact
 
     sequences = {name: graph_passes(name) for name in names}
-    shared = {seq[:k] for name, seq in sequences.items() for other, rest in sequences.items() if other != name
-              for k in range(1, len(seq) + 1) if rest[:k] == seq[:k]}
+    starts = Counter(seq[:k] for seq in sequences.values() for k in range(1, len(seq) + 1))
+    shared = {prefix for prefix, graphs in starts.items() if graphs > 1}
     prefixes: dict[tuple[str, ...], tuple[onnx.ModelProto, list[Any]]] = {}  # kept copies of shared prefixes
     built: Built = {}
     for name in names:
         sequence = sequences[name]
         try:
             done = max((k for k in range(len(sequence) + 1) if sequence[:k] in prefixes), default=0)
-            model, results = (_copy(prefixes[sequence[:done]][0]), list(prefixes[sequence[:done]][1])) if done \
-                else (None, [])
+            start = prefixes.get(sequence[:done])
+            model = copy_model(start[0]) if start else None
+            results = list(start[1]) if start else []
             for k in range(done, len(sequence)):
                 model, more = run_passes(source, [resolve(sequence[k])], config, work, start=model)
                 results += more
                 if sequence[:k + 1] in shared:
-                    prefixes[sequence[:k + 1]] = (_copy(model), list(results))
+                    prefixes[sequence[:k + 1]] = (copy_model(model), list(results))
             assert model is not None  # every graph has at least one pass
             built[name] = (model, results, write_artifact(source, model, config, results, {}, 0.0,
                                                           output=work / name, precision=GRAPHS[name][0].value,
@@ -276,12 +279,6 @@ def _build_graphs(source: Artifact, names: list[str], trials: list[_Trial], conf
                     trial.rejected = f"building the {name} graph failed: {exc}"
         progress.step(f"built {name} graph")
     return built
-
-
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return copy
 
 
 def _load_and_check(source: Artifact, trials: list[_Trial], built: Built,

@@ -36,6 +36,7 @@ from encoderforge.errors import ValidationError
 from encoderforge.graph_passes._graph import GraphIndex, topological_sort
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.options import Fp16Options
+from encoderforge.onnx_files import copy_model
 
 FP16_MAX = 65504.0
 DEFAULT_THRESHOLD = 2.0**14
@@ -177,8 +178,7 @@ class Fp16Pass:
         auto_islands = bool(options.fp16_auto_islands)
         extra_block = tuple(options.fp16_keep_fp32_nodes or ())
 
-        work = onnx.ModelProto()
-        work.CopyFrom(model)
+        work = copy_model(model)
         name_nodes(work)
         masks = rewrite_mask_constants(work, mask_value)
 

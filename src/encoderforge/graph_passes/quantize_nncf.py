@@ -22,7 +22,7 @@ import onnx
 from encoderforge.errors import UnsupportedError, ValidationError
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.options import CalibrationOptions
-from encoderforge.onnx_files import PROTOBUF_LIMIT, weight_bytes
+from encoderforge.onnx_files import PROTOBUF_LIMIT, copy_model, weight_bytes
 
 INSTALL = "pip install 'encoderforge[openvino]'"
 
@@ -59,13 +59,14 @@ class QuantizeNncf:
                  for feed in calibration_feeds(context.artifact, options.calibration_data, samples=samples)]
         nncf.set_log_level(logging.ERROR)
         try:
-            with tempfile.TemporaryDirectory(prefix="nncf-weights-", dir=context.workdir) as folder:
+            with tempfile.TemporaryDirectory(prefix="nncf-weights-", dir=context.workdir) as scratch:
+                folder = Path(scratch).resolve()  # nncf asks for an absolute path
                 quantized = nncf.quantize(
-                    _weights_on_disk(model, Path(folder).resolve()), nncf.Dataset(feeds),
+                    _weights_on_disk(model, folder), nncf.Dataset(feeds),
                     model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
                     ignored_scope=nncf.IgnoredScope(types=["Gather"], validate=False),
                     advanced_parameters=nncf.AdvancedQuantizationParameters(
-                        backend_params={BackendParameters.EXTERNAL_DATA_DIR: str(Path(folder).resolve())}))
+                        backend_params={BackendParameters.EXTERNAL_DATA_DIR: str(folder)}))
         except Exception as exc:  # nncf's own failures (e.g. ConvBERT's statistics): this pass's one-line error
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
             raise ValidationError(f"nncf {nncf.__version__} cannot quantize this graph: {type(exc).__name__}: "
@@ -85,9 +86,7 @@ def _weights_on_disk(model: onnx.ModelProto, folder: Path) -> onnx.ModelProto:
     """A copy of `model` whose weights live in `folder` (nncf reads them from there and loads them back into its
     result). nncf infers shapes and serializes the graph some 80 times: with the weights inline that was half of
     its time on roberta-base."""
-    light = onnx.ModelProto()
-    light.CopyFrom(model)
-    onnx.save_model(light, str(folder / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+    onnx.save_model(copy_model(model), str(folder / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="weights.data", size_threshold=1024)
     return onnx.load(str(folder / "model.onnx"), load_external_data=False)
 

@@ -51,7 +51,7 @@ from encoderforge.graph_passes._graph import GraphIndex
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.options import StaticInt8Options
 from encoderforge.graph_passes.qdq_cpu import constant_weight_nodes, dedicate_dequantize
-from encoderforge.onnx_files import LARGE_GRAPH_BYTES
+from encoderforge.onnx_files import LARGE_GRAPH_BYTES, copy_model
 
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
 
@@ -218,8 +218,7 @@ class StaticInt8Pass:
         workdir = Path(context.workdir) / "int8-static"
         workdir.mkdir(parents=True, exist_ok=True)
 
-        work = onnx.ModelProto()
-        work.CopyFrom(model)
+        work = copy_model(model)
         name_nodes(work)
         smoothed = 0
         alpha = options.smooth_quant_alpha
