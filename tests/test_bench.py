@@ -28,11 +28,14 @@ FAST: dict[str, Any] = {"batch_sizes": (1, 2), "seq_lens": (8, 16), "warmup": 1,
 
 
 def int8_copy(artifact: Artifact, target: Path) -> Path:
-    """An int8 artifact as `optimize --precision int8-dynamic` writes it: the graph quantized, manifest updated."""
+    """An int8 artifact as `optimize --precision int8-dynamic` writes it: the graph quantized (7-bit weights where
+    this CPU's int8 kernels saturate), manifest updated."""
     from onnxruntime.quantization import quantize_dynamic
 
+    from encoderforge.cpu import current_cpu
+
     shutil.copytree(artifact.path, target)
-    quantize_dynamic(artifact.model_path, target / "model.onnx")
+    quantize_dynamic(artifact.model_path, target / "model.onnx", reduce_range=not current_cpu().int8_without_saturation)
     manifest = replace(artifact.manifest, precision=Precision.INT8_DYNAMIC, passes=(PassRecord(name="quantize-dynamic"),))
     write_manifest(target, manifest)
     return target

@@ -52,3 +52,26 @@ def test_nncf_output_is_self_contained_and_within_the_bound(artifact: Callable[.
     # what auto holds every candidate to (its default bound), and nncf's SQNR on these random logits is ~40 dB
     assert report.finite and report.accuracy_drop <= DEFAULT_MAX_DROP["auto"] and report.min_cosine >= 0.995
     assert min(o.pooled_sqnr_db for o in report.outputs.values()) > INT8.min_sqnr_db
+
+
+@pytest.mark.parametrize("saturates", [True, False], ids=["avx2", "vnni"])
+def test_nncf_weights_are_7_bit_where_the_cpu_int8_kernels_saturate(saturates: bool, artifact: Callable[..., Artifact],
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """nncf's overflow fix on every weight where u8 x s8 products saturate in int16 (no VNNI / AMX); 8 bits elsewhere."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from encoderforge.cpu import CpuFeatures
+    from encoderforge.graph_passes import quantize_nncf
+
+    flags = {"avx2", "fma"} if saturates else {"avx2", "avx512f", "avx512_vnni"}
+    monkeypatch.setattr(quantize_nncf, "current_cpu", lambda: CpuFeatures("fake EPYC", frozenset(flags), "x86_64"))
+    art = artifact("bert", "text-classification")
+    model, result = resolve("int8-static-nncf").apply(onnx.load(str(art.model_path)), PassContext(
+        artifact=art, target="cpu", workdir=tmp_path, options={"calibration_samples": 8}))
+    weights = [numpy_helper.to_array(t).astype(np.int32) for t in model.graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]
+    peak = max(int(np.abs(w).max()) for w in weights)
+    assert len(weights) >= 6 and result.details["reduce_range"] is saturates
+    assert peak <= 64 if saturates else peak > 100, peak

@@ -68,7 +68,7 @@ class QuantizeDynamic:
         expected = {"MatMulInteger": weight_matmuls}
         notes = ((f"reduce_range={reduce_range} ({'VNNI' if has_vnni() else 'no VNNI'} on this CPU), "
                   f"per_channel={per_channel}, weights int8 (s8), activations u8"),)
-        return quantized, PassResult(self.name, counts, expected, notes)
+        return quantized, PassResult(self.name, counts, expected, notes, details={"reduce_range": reduce_range})
 
 
 def _has_constant_input(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:

@@ -7,7 +7,8 @@ OpenVINO against 18.4 / 97.9, min cosine 0.9995 against 0.9989; on ONNX Runtime 
 than ours, so auto runs it on OpenVINO only (`auto.py`) and the `cpu` int8-static pipeline keeps our rules.
 
 Embedding Gathers stay float: quantized (the preset's default), OpenVINO 2026.4's CPU plugin cannot compile
-the result (`constant_folding.cpp:71`).
+the result (`constant_folding.cpp:71`). On CPUs whose int8 kernels saturate (no VNNI / AMX), every weight is
+quantized to 7 bits (nncf's overflow fix, ENABLE; its default covers only the first layer).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import onnx
 
+from encoderforge.cpu import current_cpu
 from encoderforge.errors import UnsupportedError, ValidationError
 from encoderforge.graph_passes.base import PASSES, PassContext, PassResult
 from encoderforge.graph_passes.options import CalibrationOptions
@@ -49,6 +51,7 @@ class QuantizeNncf:
                                    f"{weight_bytes(model) / 2**30:.1f} GB of weights (use --precision int8-static)")
         import nncf
         from nncf.onnx.quantization.backend_parameters import BackendParameters
+        from nncf.quantization.advanced_parameters import OverflowFix
 
         from encoderforge.calibration.sources import DEFAULT_SAMPLES, calibration_feeds
 
@@ -57,6 +60,7 @@ class QuantizeNncf:
         names = {i.name for i in model.graph.input}
         feeds = [{k: v for k, v in feed.items() if k in names}
                  for feed in calibration_feeds(context.artifact, options.calibration_data, samples=samples)]
+        seven_bit = not current_cpu().int8_without_saturation  # see quantize_static.reduce_range_for
         nncf.set_log_level(logging.ERROR)
         try:
             with tempfile.TemporaryDirectory(prefix="nncf-weights-", dir=context.workdir) as scratch:
@@ -66,6 +70,7 @@ class QuantizeNncf:
                     model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
                     ignored_scope=nncf.IgnoredScope(types=["Gather"], validate=False),
                     advanced_parameters=nncf.AdvancedQuantizationParameters(
+                        **({"overflow_fix": OverflowFix.ENABLE} if seven_bit else {}),
                         backend_params={BackendParameters.EXTERNAL_DATA_DIR: str(folder)}))
         except Exception as exc:  # nncf's own failures (e.g. ConvBERT's statistics): this pass's one-line error
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
@@ -77,8 +82,10 @@ class QuantizeNncf:
             self.name,
             counts={"quantize_linear": ops["QuantizeLinear"], "dequantize_linear": ops["DequantizeLinear"]},
             notes=((f"nncf {nncf.__version__}, TRANSFORMER preset, {len(feeds)} calibration samples, "
-                   "embedding Gathers left float"),),
-            details={"engine": "nncf", "nncf": nncf.__version__, "samples": len(feeds), "matmuls": matmuls},
+                   "embedding Gathers left float, weights " + ("7-bit (overflow fix: this CPU's int8 kernels "
+                                                                "saturate without VNNI)" if seven_bit else "8-bit")),),
+            details={"engine": "nncf", "nncf": nncf.__version__, "samples": len(feeds), "matmuls": matmuls,
+                     "reduce_range": seven_bit},
         )
 
 

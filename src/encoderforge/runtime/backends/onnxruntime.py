@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -13,6 +14,7 @@ from encoderforge.artifact import Artifact
 from encoderforge.errors import EncoderForgeError, UnsupportedError
 from encoderforge.runtime.backends import BACKENDS, SessionBase, TensorInfo
 from encoderforge.runtime.backends.base import graph_file, refuse_unknown
+from encoderforge.runtime.backends.saturation import saturation_refusal
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,10 @@ class OrtBackend:
             raise UnsupportedError(f"backend {self.name!r} is unavailable: {reason}")
         settings = OrtOptions.from_kwargs(options)
         model_path = str(graph_file(artifact, settings.graph))
+        if self.provider == "CPUExecutionProvider":
+            why_not = saturation_refusal(Path(model_path), integer_kernels=settings.optimization_level != "disable")
+            if why_not is not None:
+                raise UnsupportedError(f"{model_path}: {why_not}")
         provider: Any = self.provider
         if self.provider == "CUDAExecutionProvider":
             provider = (self.provider, {"device_id": settings.device_id})

@@ -34,6 +34,7 @@ from encoderforge.runtime.backends import BACKENDS, TensorInfo
 from encoderforge.runtime.backends.base import graph_file, refuse_unknown
 from encoderforge.runtime.backends.compat import read_ops, refusal
 from encoderforge.runtime.backends.padding import bucket_for, feed_shape, pad_feed, trim
+from encoderforge.runtime.backends.saturation import saturation_refusal
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ class OpenVinoBackend:
         model_path = graph_file(artifact, graph)
         if not model_path.is_file():
             raise InputError(f"graph {str(model_path)!r} does not exist; re-export the artifact")
-        why_not = refusal(self.name, read_ops(model_path))
+        why_not = refusal(self.name, read_ops(model_path)) or saturation_refusal(model_path)
         if why_not is not None:
             raise UnsupportedError(f"{model_path}: {why_not}")
         axes: dict[str, Sequence[str | int | None]] | None = None
