@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from encoderforge.cpu import current_cpu
 from encoderforge.fidelity import LONG_VECTOR, FidelityReport
 
 
@@ -38,3 +39,13 @@ class Bound:
 # Measured on AMD EPYC Zen4 (AVX-512 VNNI) for every family x head: pooled sqnr 39-49 dB, relative max error <= 0.01,
 # long-vector cosine >= 0.9998; a dropped scale or a misplaced Q/DQ pair lands far outside (test_fidelity_bounds).
 INT8 = Bound(min_sqnr_db=28.0, max_relative_error=0.08, min_long_cosine=0.995)
+
+# On a CPU without VNNI the CPU rule set stores weights in 7 bits (half the steps: 6 dB more noise, twice the error).
+# Measured with that rule set on the responsive short heads (test_fidelity_bounds): 26.7-31.7 dB, <= 0.09; the
+# graphs broken on purpose stay at <= 8.3 dB, >= 0.57.
+INT8_SEVEN_BIT = Bound(min_sqnr_db=22.0, max_relative_error=0.16, min_long_cosine=0.995)
+
+
+def cpu_int8_bound() -> Bound:
+    """The bound for a graph quantized by the CPU rule set on this machine."""
+    return INT8 if current_cpu().int8_without_saturation else INT8_SEVEN_BIT

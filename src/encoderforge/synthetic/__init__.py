@@ -1,14 +1,16 @@
 """Random-weight checkpoints with locally trained tokenizers, for tests, benchmarks and the demo.
 
-No network: tokenizers are trained on `corpus.txt` (accents, emoji, CJK, code, numbers) and models are built
-from configs with a fixed seed. `size="tiny"` gives 2-layer test models; `size="base"` gives the real-size
-architecture (roberta-base, conv-bert-base, rembert, ...) whose latency equals the real checkpoint's.
+No network: tokenizers are trained on `corpus.txt` (accents, emoji, CJK, code, numbers; the WordPiece vocab
+once, and shipped) and models are built from configs with a fixed seed: the same checkpoint in every process.
+`size="tiny"` gives 2-layer test models; `size="base"` gives the real-size architecture (roberta-base,
+conv-bert-base, rembert, ...) whose latency equals the real checkpoint's.
 Needs torch, transformers, tokenizers and sentencepiece (the `export` extra).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -31,13 +33,28 @@ def _byte_bpe(directory: Path) -> Any:
     return RobertaTokenizer.from_pretrained(str(directory))
 
 
-def _wordpiece(directory: Path, tokenizer_class: str) -> Any:
-    import transformers
+# The WordPiece vocab, trained once on corpus.txt (BertWordPieceTokenizer, lowercase, vocab_size 1000) by
+# `train_wordpiece_vocab`. Shipped rather than trained per checkpoint: tokenizers' WordPiece trainer gives a
+# different vocab in each process (its continuing-subword ids follow hash-map order; tokenizers issue 1794),
+# which made every BERT / ConvBERT test model, and what their tests measured, change from run to run.
+WORDPIECE_VOCAB = Path(__file__).with_name("wordpiece_vocab.txt")
+
+
+def train_wordpiece_vocab(output: Path) -> Path:
+    """Train a WordPiece vocab on the corpus into `output` (how WORDPIECE_VOCAB was made; not reproducible)."""
     from tokenizers import BertWordPieceTokenizer
 
     trainer = BertWordPieceTokenizer(lowercase=True)
     trainer.train_from_iterator(corpus_lines(), vocab_size=_TINY_VOCAB)
-    trainer.save_model(str(directory))  # vocab.txt
+    output.write_text("".join(f"{token}\n" for token, _ in sorted(trainer.get_vocab().items(), key=lambda kv: kv[1])),
+                      encoding="utf-8")
+    return output
+
+
+def _wordpiece(directory: Path, tokenizer_class: str) -> Any:
+    import transformers
+
+    shutil.copyfile(WORDPIECE_VOCAB, directory / "vocab.txt")
     return getattr(transformers, tokenizer_class).from_pretrained(str(directory), do_lower_case=True)
 
 
