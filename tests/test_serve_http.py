@@ -181,7 +181,8 @@ def test_rows_are_measured_in_the_pipelines_tokens(artifact: Callable[..., Any])
 
 
 def test_cpu_sessions_run_calls_at_once_others_one_at_a_time() -> None:
-    from encoderforge.serving.hosts import CONCURRENT_BACKENDS, LockedSession
+    from encoderforge.runtime.backends import get_backend
+    from encoderforge.serving.hosts import LockedSession
 
     class Meeting:  # each run waits until two runs are inside at once
         backend = "onnxruntime-cpu"
@@ -191,7 +192,8 @@ def test_cpu_sessions_run_calls_at_once_others_one_at_a_time() -> None:
             self.barrier.wait()
             return feed
 
-    assert "onnxruntime-cpu" in CONCURRENT_BACKENDS
+    assert get_backend("onnxruntime-cpu").concurrent_calls
+    assert not any(get_backend(name).concurrent_calls for name in ("onnxruntime-cuda", "openvino", "tensorrt"))
     session = LockedSession(Meeting(), concurrent=2)  # type: ignore[arg-type]
     feeds = [{"x": np.full(1, i)} for i in range(2)]
     with ThreadPoolExecutor(2) as pool:
@@ -422,6 +424,35 @@ def test_graceful_stop_answers_requests_in_flight(server: Any) -> None:
         time.sleep(0.2)
         threading.Thread(target=server.stop).start()
         assert [f.result()[0] for f in pending] == [200] * 16
+
+
+def test_stop_returns_only_once_the_server_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second stop() (the `with start(...)` exit after a stop from another thread) waits for the first one:
+    returning early let the caller use Ray while the other thread was still shutting it down."""
+    serve = pytest.importorskip("ray.serve", reason="needs the serve extra: pip install 'encoderforge[serve]'")
+    import ray
+
+    from encoderforge.serving.ray_serve import ServeConfig, Server
+
+    order: list[str] = []
+    deleting = threading.Event()
+
+    def slow_delete(name: str, _blocking: bool = True) -> None:
+        deleting.set()
+        time.sleep(0.3)
+        order.append("app deleted")
+
+    monkeypatch.setattr(serve, "delete", slow_delete)
+    monkeypatch.setattr(serve, "shutdown", lambda: order.append("serve down"))
+    monkeypatch.setattr(ray, "shutdown", lambda: order.append("ray down"))
+    server = Server(ServeConfig(artifacts=("m",)), [], started_ray=True)
+    first = threading.Thread(target=server.stop)
+    first.start()
+    assert deleting.wait(30)
+    server.stop()
+    order.append("second stop returned")
+    first.join(30)
+    assert order == ["app deleted", "serve down", "ray down", "second stop returned"]
 
 
 # ---- start-up faults: one line, fast, nothing left running ------------------------------------------------

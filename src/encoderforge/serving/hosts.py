@@ -93,10 +93,6 @@ def check_port(host: str, port: int) -> None:
                                "another --http-port") from None
 
 
-# Backends whose sessions are safe and efficient to run from several threads at once.
-CONCURRENT_BACKENDS = ("onnxruntime-cpu",)
-
-
 class LockedSession:
     """A session whose `run` admits at most `concurrent` calls at once (1: the one critical section that
     the pipelines of a model share)."""
@@ -203,7 +199,7 @@ def load_host(spec: ModelSpec, *, threads: int, workers: int, bucket: int = 32,
     except Exception as exc:  # a backend's own error, shown as one line
         raise ServingError(f"{spec.name}: {spec.backend} cannot load {artifact.model_path.name}: "
                            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}") from exc
-    locked = LockedSession(session, concurrent=workers if spec.backend in CONCURRENT_BACKENDS
+    locked = LockedSession(session, concurrent=workers if get_backend(spec.backend).concurrent_calls
                            else min(workers, session.parallel_calls))
     host = ModelHost(spec, task_io(spec.task), locked, bucket=bucket)
     for _ in range(max(1, workers)):

@@ -29,7 +29,6 @@ from typing import Any
 
 from encoderforge.errors import EncoderForgeError, InputError
 from encoderforge.serving.hosts import (
-    CONCURRENT_BACKENDS,
     ModelHost,
     ModelSpec,
     check_models,
@@ -62,11 +61,13 @@ class ServeConfig:
     ray_address: str | None = None  # an existing Ray cluster; None: start a local one
 
 
-def replica_threads(config: ServeConfig, backend: str = CONCURRENT_BACKENDS[0]) -> int:
+def replica_threads(config: ServeConfig, backend: str = "onnxruntime-cpu") -> int:
     """Intra-op threads of one session call: the replica's share of the cores over its concurrent calls."""
+    from encoderforge.runtime.backends import get_backend
+
     if config.threads is not None:
         return config.threads
-    calls = config.workers if backend in CONCURRENT_BACKENDS else 1
+    calls = config.workers if get_backend(backend).concurrent_calls else 1
     return max(1, (os.cpu_count() or 1) // (config.replicas * calls))
 
 
@@ -143,6 +144,7 @@ class Server:
         self.models = models
         self._started_ray = started_ray
         self._stopped = threading.Event()
+        self._stopping = threading.Lock()  # held for the whole shutdown: a second stop() waits for it
         self._closed = False
 
     @property
@@ -163,20 +165,22 @@ class Server:
             self.stop()
 
     def stop(self) -> None:
-        """Drain and stop: the application is deleted (replicas finish what they hold), then Ray stops."""
+        """Drain and stop: the application is deleted (replicas finish what they hold), then Ray stops.
+        Returns once all that is done, also when another thread's stop() is doing it."""
         self._stopped.set()
-        if self._closed:
-            return
-        self._closed = True
-        import ray
-        from ray import serve
+        with self._stopping:
+            if self._closed:
+                return
+            self._closed = True
+            import ray
+            from ray import serve
 
-        try:
-            serve.delete(APP_NAME, _blocking=True)
-            serve.shutdown()  # type: ignore[no-untyped-call]
-        finally:
-            if self._started_ray:
-                ray.shutdown()
+            try:
+                serve.delete(APP_NAME, _blocking=True)
+                serve.shutdown()  # type: ignore[no-untyped-call]
+            finally:
+                if self._started_ray:
+                    ray.shutdown()
 
 
 def _start_ray(config: ServeConfig) -> bool:

@@ -66,6 +66,12 @@ class Backend(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def concurrent_calls(self) -> bool:
+        """True when its sessions run any number of `run` calls at once from many threads, each on its own
+        intra-op threads (ONNX Runtime on CPU); False: at most the session's `parallel_calls`."""
+        ...
+
     def available(self) -> str | None:
         """None when usable here, else the reason it is not (shown to the user)."""
         ...

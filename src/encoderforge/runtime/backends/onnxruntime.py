@@ -106,6 +106,10 @@ class OrtBackend:
     provider: str
     io_binding: bool
 
+    @property
+    def concurrent_calls(self) -> bool:
+        return self.provider == "CPUExecutionProvider"
+
     def available(self) -> str | None:
         try:
             import onnxruntime as ort

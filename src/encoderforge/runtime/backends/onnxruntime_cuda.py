@@ -191,6 +191,7 @@ class OrtCudaSession(SessionBase):
 @dataclass
 class OrtCudaBackend:
     name: str = "onnxruntime-cuda"
+    concurrent_calls: bool = False
     provider: str = "CUDAExecutionProvider"
 
     def available(self) -> str | None:

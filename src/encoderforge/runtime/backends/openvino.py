@@ -203,6 +203,7 @@ class OpenVinoSession:
 @dataclass(frozen=True)
 class OpenVinoBackend:
     name: str = "openvino"
+    concurrent_calls: bool = False
 
     def available(self) -> str | None:
         try:

@@ -211,6 +211,7 @@ class TrtSession(SessionBase):
 @dataclass
 class TensorRTBackend:
     name: str = "tensorrt"
+    concurrent_calls: bool = False
 
     def available(self) -> str | None:
         try:
