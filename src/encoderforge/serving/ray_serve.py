@@ -253,7 +253,8 @@ def serve(config: ServeConfig) -> None:
     """Run until SIGINT / SIGTERM."""
     with start(config) as server:
         for model in server.models:
-            print(f"{model.name} ({model.task}): POST {server.url}/v2/models/{model.name}/infer", flush=True)
+            print(f"{model.name} ({model.task}, {model.backend}, {replica_threads(config, model.backend)} "
+                  f"thread(s) a call): POST {server.url}/v2/models/{model.name}/infer", flush=True)
         print(f"ready: {server.url}/v2/health/ready ({config.replicas} replica(s), {config.workers} worker(s) "
-              f"of {replica_threads(config)} thread(s) each)", flush=True)
+              "each)", flush=True)
         server.wait()
