@@ -3,9 +3,9 @@ can approach (issue 12's physical floor).
 
 roberta-base at s128 is 22.35 GFLOP per sequence, 21.7 of them in its linear layers (per layer: Q, K, V and the
 attention output 768 x 768, the feed-forward 768 x 3072 and back). One graph per (engine, precision, shape) runs a
-single MatMul of M = batch x 128 rows, timed wall clock, the variants round-robin; the result is GOP/s and the
-whole-model latency that rate would give if every linear layer ran at it and nothing else took time (the
-attention and elementwise work left out: a floor, not a forecast).
+single MatMul of M = batch x 128 rows, timed as int8_cpu_engines.py times (round-robin; CPU time on one thread).
+The result is GOP/s and the whole-model latency that rate would give if every linear layer ran at it and nothing
+else took time (the attention and elementwise work left out: a floor, not a forecast).
 
     fp32   MatMul(x, W)                                   onnxruntime, openvino (f32)
     bf16   the same graph, OpenVINO inference precision bf16 (CPUs with AVX512-BF16 / AMX)
@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ MODEL_GFLOP = 22.35  # roberta-base per sequence at s128: the linear layers' 21.
 HIDDEN, FFN, LAYERS = 768, 3072, 12
 # (K, N, count per layer) of roberta-base's linear layers
 LINEAR = {"qkvo": (HIDDEN, HIDDEN, 4), "ffn-up": (HIDDEN, FFN, 1), "ffn-down": (FFN, HIDDEN, 1)}
-Runner = Callable[[np.ndarray], Any]
+Runner = Callable[[dict[str, np.ndarray]], Any]  # no copy of the outputs: it would be timed too
 
 
 def gemm_graph(rows: int, k: int, n: int, int8: bool) -> onnx.ModelProto:
@@ -72,7 +70,7 @@ def ort_runner(path: str, threads: int) -> Runner:
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"x": x})
+    return lambda feed: session.run(None, feed)
 
 
 def ov_runner(path: str, threads: int, precision: str) -> Runner:
@@ -82,7 +80,7 @@ def ov_runner(path: str, threads: int, precision: str) -> Runner:
                                                      "INFERENCE_NUM_THREADS": str(threads),
                                                      "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
-    return lambda x: request.infer({0: x})
+    return lambda feed: request.infer(feed)
 
 
 def variants(rows: int, workdir: Path, threads: int, bf16: bool) -> dict[str, dict[str, Runner]]:
@@ -102,23 +100,6 @@ def variants(rows: int, workdir: Path, threads: int, bf16: bool) -> dict[str, di
     return found
 
 
-def measure(runs: dict[str, Runner], x: np.ndarray, *, rounds: int, iters: int, threads: int) -> dict[str, float]:
-    """Median seconds per call, the runners round-robin within each round: process CPU time on one thread (what
-    stays comparable on a shared machine), wall clock on more."""
-    clock = time.process_time if threads == 1 else time.perf_counter
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run(x)
-    for _ in range(rounds):
-        for name, run in runs.items():
-            run(x)
-            for _ in range(iters):
-                start = clock()
-                run(x)
-                times[name].append(clock() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -128,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-results", default=None, help="a bench results.json of roberta-base at s128")
     parser.add_argument("--output", required=True, help="writes OUTPUT.json and OUTPUT.md")
     args = parser.parse_args(argv)
+    from int8_cpu_engines import round_robin_ms
+
     from encoderforge.bench.fingerprint import fingerprint
     from encoderforge.runtime.backends.openvino import cpu_precision
 
@@ -143,11 +126,11 @@ def main(argv: list[str] | None = None) -> int:
             for shape, runs in variants(rows, Path(scratch), args.threads, bf16).items():
                 k, n, count = LINEAR[shape]
                 ops = 2 * rows * k * n
-                seconds = measure(runs, np.random.default_rng(1).normal(size=(rows, k)).astype(np.float32),
-                                  rounds=args.rounds, iters=args.iters, threads=args.threads)
-                rates[shape] = {name: round(ops / s / 1e9, 1) for name, s in seconds.items()}
-                for name, s in seconds.items():
-                    floor[name] = floor.get(name, 0.0) + s * count * LAYERS * 1e3
+                feed = {"x": np.random.default_rng(1).normal(size=(rows, k)).astype(np.float32)}
+                ms = round_robin_ms(runs, feed, rounds=args.rounds, iters=args.iters, threads=args.threads)
+                rates[shape] = {name: round(ops / t / 1e6, 1) for name, t in ms.items()}
+                for name, t in ms.items():
+                    floor[name] = floor.get(name, 0.0) + t * count * LAYERS
                 print(f"b{batch} {shape}: " + ", ".join(f"{k} {v} GOP/s" for k, v in rates[shape].items()),
                       flush=True)
             result["gop_per_s"][f"b{batch}"] = rates

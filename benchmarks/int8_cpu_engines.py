@@ -99,10 +99,17 @@ def fidelity(source: Path, runs: dict[str, Runner], reference: Runner) -> dict[s
 
 
 def latency(runs: dict[str, Runner], batch: int, vocab: int, *, rounds: int, iters: int, threads: int) -> dict[str, float]:
-    clock = time.process_time if threads == 1 else time.perf_counter
     rng = np.random.default_rng(0)
     feed = {"input_ids": rng.integers(5, vocab - 1, (batch, 128)).astype(np.int64),
             "attention_mask": np.ones((batch, 128), np.int64)}
+    return round_robin_ms(runs, feed, rounds=rounds, iters=iters, threads=threads)
+
+
+def round_robin_ms(runs: dict[str, Callable[[dict[str, np.ndarray]], Any]], feed: dict[str, np.ndarray], *,
+                   rounds: int, iters: int, threads: int) -> dict[str, float]:
+    """Median ms per call, the runners round-robin, one untimed call opening each runner's turn: process CPU
+    time on one thread (what stays comparable on a shared machine), wall clock on more."""
+    clock = time.process_time if threads == 1 else time.perf_counter
     times: dict[str, list[float]] = defaultdict(list)
     for _ in range(rounds):
         for name, run in runs.items():

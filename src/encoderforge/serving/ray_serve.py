@@ -61,7 +61,7 @@ class ServeConfig:
     ray_address: str | None = None  # an existing Ray cluster; None: start a local one
 
 
-def replica_threads(config: ServeConfig, backend: str = "onnxruntime-cpu") -> int:
+def replica_threads(config: ServeConfig, backend: str) -> int:
     """Intra-op threads of one session call: the replica's share of the cores over its concurrent calls."""
     from encoderforge.runtime.backends import get_backend
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
+import onnx
 from typing_extensions import Self
 
 from encoderforge.artifact import Artifact
@@ -32,7 +33,7 @@ from encoderforge.cpu import BF16_FLAGS, current_cpu
 from encoderforge.errors import EncoderForgeError, InputError, UnsupportedError
 from encoderforge.runtime.backends import BACKENDS, TensorInfo
 from encoderforge.runtime.backends.base import graph_file, refuse_unknown
-from encoderforge.runtime.backends.compat import read_ops, refusal
+from encoderforge.runtime.backends.compat import graph_ops, refusal
 from encoderforge.runtime.backends.padding import bucket_for, feed_shape, pad_feed, trim
 from encoderforge.runtime.backends.saturation import saturation_refusal
 
@@ -229,7 +230,8 @@ class OpenVinoBackend:
         model_path = graph_file(artifact, graph)
         if not model_path.is_file():
             raise InputError(f"graph {str(model_path)!r} does not exist; re-export the artifact")
-        why_not = refusal(self.name, read_ops(model_path)) or saturation_refusal(model_path)
+        graph_proto = onnx.load(str(model_path), load_external_data=False)  # read once for both checks
+        why_not = refusal(self.name, graph_ops(graph_proto)) or saturation_refusal(model_path, graph_proto)
         if why_not is not None:
             raise UnsupportedError(f"{model_path}: {why_not}")
         axes: dict[str, Sequence[str | int | None]] | None = None

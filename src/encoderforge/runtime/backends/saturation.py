@@ -6,7 +6,7 @@ OpenVINO's alike (measured on an emulated AVX2 CPU: tiny CamemBERT / RemBERT rel
 engines, against 0.012 / 0.007 with the same Q/DQ computed in float). The passes quantize with 7-bit weights
 on such CPUs; a graph quantized with 8-bit weights elsewhere (a VNNI machine, a GPU rule set) is refused here.
 
-    saturation_refusal(model_path)                       -> None, or the one-line reason and the fix
+    saturation_refusal(model_path[, graph])              -> None, or the one-line reason and the fix
     saturation_refusal(model_path, integer_kernels=False) -> None unless the graph has integer ops of its own
                                                            (onnxruntime with optimizations off runs Q/DQ in float)
 """
@@ -26,13 +26,16 @@ INTEGER_OPS = frozenset({"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntege
                          "QAttention", "QGemm", "QLinearConv", "ConvInteger"})
 
 
-def saturation_refusal(model_path: Path, *, integer_kernels: bool = True) -> str | None:
+def saturation_refusal(model_path: Path, graph: onnx.ModelProto | None = None, *,
+                       integer_kernels: bool = True) -> str | None:
     """None when this CPU runs the graph's int8 products exactly (VNNI / AMX / ARM, or weights within 7 bits);
-    else why not. `integer_kernels=False`: the engine runs Q/DQ pairs in float, so only integer ops count."""
+    else why not. `graph`: the file's graph without external data, where the caller has read it already.
+    `integer_kernels=False`: the engine runs Q/DQ pairs in float, so only integer ops count."""
     cpu = current_cpu()
     if cpu.int8_without_saturation:
         return None
-    graph = onnx.load(str(model_path), load_external_data=False)
+    if graph is None:
+        graph = onnx.load(str(model_path), load_external_data=False)
     if not integer_kernels and not any(node.op_type in INTEGER_OPS for node in graph.graph.node):
         return None
     found = _full_range_weight(graph, model_path.parent)
